@@ -1,0 +1,5 @@
+/** anomalens: visual anomaly detection for Node.js. */
+export { AnomalensError } from './errors.js';
+export { setNumThreads, numThreads, backends } from './runtime.js';
+export { readSafetensors, writeSafetensors } from './safetensors.js';
+export type { NamedTensor, SafetensorsContent } from './safetensors.js';
