@@ -3,3 +3,5 @@ export { AnomalensError } from './errors.js';
 export { setNumThreads, numThreads, backends } from './runtime.js';
 export { readSafetensors, writeSafetensors } from './safetensors.js';
 export type { NamedTensor, SafetensorsContent } from './safetensors.js';
+export { Backbone, ARCHS, TORCHVISION_ARCHS, ONNX_V2_ARCHS, tapsOf } from './backbone.js';
+export type { Arch, BackboneOptions, LayerProfile, Tensor4 } from './backbone.js';
