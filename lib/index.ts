@@ -5,3 +5,8 @@ export { readSafetensors, writeSafetensors } from './safetensors.js';
 export type { NamedTensor, SafetensorsContent } from './safetensors.js';
 export { Backbone, ARCHS, TORCHVISION_ARCHS, ONNX_V2_ARCHS, tapsOf } from './backbone.js';
 export type { Arch, BackboneOptions, LayerProfile, Tensor4 } from './backbone.js';
+export {
+  decodeImage, decodeImageRaw, listImages, loadBatch, preprocessImages, resizeImage, resizedSize, outputSize,
+  centerCropOffset, squareResize, IMAGENET_PREPROCESS, IMAGENET_MEAN, IMAGENET_STD, IMAGE_EXTENSIONS,
+} from './images.js';
+export type { Preprocess, DecodedImage, RawImage, ImageBatch } from './images.js';
