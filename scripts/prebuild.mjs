@@ -79,6 +79,25 @@ function versionNeeds(file) {
   return need;
 }
 
+/**
+ * The value node_api_module_get_api_version_v1 returns, read from its machine code (x86-64:
+ * `mov $N, %eax; ret`), or NaN when the code has another shape.
+ */
+function declaredNapiVersion(file) {
+  const sym = /^\s*\d+:\s+([0-9a-f]+)\s+\d+\s+FUNC\s+\S+\s+\S+\s+\S+\s+node_api_module_get_api_version_v1$/m
+    .exec(sh('readelf', ['-W', '--dyn-syms', file]));
+  if (!sym) return NaN;
+  const vaddr = parseInt(sym[1], 16);
+  for (const m of sh('readelf', ['-W', '-l', file]).matchAll(/^\s*LOAD\s+0x([0-9a-f]+)\s+0x([0-9a-f]+)\s+0x[0-9a-f]+\s+0x([0-9a-f]+)/gm)) {
+    const [offset, start, size] = [parseInt(m[1], 16), parseInt(m[2], 16), parseInt(m[3], 16)];
+    if (vaddr >= start && vaddr < start + size) {
+      const code = readFileSync(file).subarray(offset + vaddr - start, offset + vaddr - start + 6);
+      return code[0] === 0xb8 && code[5] === 0xc3 ? code.readInt32LE(1) : NaN;
+    }
+  }
+  return NaN;
+}
+
 function compareVersions(a, b) {
   const x = a.split('.').map(Number);
   const y = b.split('.').map(Number);
@@ -110,7 +129,9 @@ function licenceFromCopyright(text) {
   return [...names].join(', ') || 'see copyright file';
 }
 
+let stage;
 function fail(message) {
+  if (stage) rmSync(stage, { recursive: true, force: true });
   console.error(`prebuild: ${message}`);
   process.exit(1);
 }
@@ -122,14 +143,14 @@ function clean() {
 function build(from) {
   if (process.platform !== 'linux') fail(`packing a prebuilt binary is implemented for Linux only (this is ${target})`);
   if (!existsSync(from)) fail(`${from} is absent: build the addon first (npm run build:native)`);
-  for (const tool of ['ldd', 'readelf', 'patchelf', 'dpkg']) {
+  for (const tool of ['ldd', 'readelf', 'nm', 'patchelf', 'dpkg']) {
     try {
       sh('sh', ['-c', `command -v ${tool}`]);
     } catch {
       fail(`${tool} is needed to pack the prebuilt binary (Debian/Ubuntu: apt-get install patchelf binutils)`);
     }
   }
-  const stage = join(prebuilds, `.${target}-${process.pid}.tmp`);
+  stage = join(prebuilds, `.${target}-${process.pid}.tmp`);
   rmSync(stage, { recursive: true, force: true });
   mkdirSync(join(stage, 'licenses'), { recursive: true });
 
@@ -212,10 +233,14 @@ function build(from) {
   }
   const undefinedNapi = sh('nm', ['-D', '--undefined-only', addon]).split('\n')
     .map((l) => l.trim().split(/\s+/).pop()).filter((s) => s && /^(napi|node_api)_/.test(s));
+  // The Node-API version the addon declares (node-addon-api's exported getter returns
+  // NAPI_VERSION): 8 runs on every Node from 12.22, so one binary serves Node 18, 20 and 22.
+  const napiVersion = declaredNapiVersion(addon);
+  if (!(napiVersion >= 1 && napiVersion <= 8)) fail(`the addon declares Node-API version ${napiVersion}; it must be <= 8 (NAPI_VERSION in CMakeLists.txt)`);
   const manifest = {
     target,
     libc: 'glibc',
-    napiVersion: 8,
+    napiVersion,
     requires: { glibc: needs.GLIBC, glibcxx: needs.GLIBCXX, cxxabi: needs.CXXABI },
     builtOn: readFileSync('/etc/os-release', 'utf8').match(/^PRETTY_NAME="?([^"\n]*)/m)?.[1] ?? 'unknown',
     napiFunctions: undefinedNapi.sort(),
@@ -234,7 +259,7 @@ function build(from) {
     'versions listed; the LGPL-licensed libquadmath is a separate shared library that you may',
     'replace with your own build.',
     '',
-    '| files | from | licence | notice |',
+    '| file | from | licence | notice |',
     '|---|---|---|---|',
     ...rows,
     '',
