@@ -89,8 +89,9 @@ export async function decodeImage(path: string): Promise<DecodedImage> {
 }
 
 /**
- * Decodes to the fewest channels that carry Pillow's RGB result: grey stays 1 channel (and
- * grey+alpha 2, RGBA 4), so the resampler works on a third of the data and replicates it.
+ * Decodes to the fewest channels that carry Pillow's RGB result: grey (with or without
+ * alpha) comes as 1 channel, so the resampler works on a third of the data and replicates
+ * it; RGBA may come as 4 (alpha ignored downstream).
  * preprocessImages takes these as they are. Errors as decodeImage.
  * @example const img = await decodeImageRaw('tile.jpg')  // { data, width, height, channels: 1 }
  */
