@@ -112,7 +112,7 @@ export function native(): NativeAddon {
   }
   const explicit = process.env.ANOMALENS_NATIVE;
   const buildCommand = installedAsDependency()
-    ? 'npm install --save-dev cmake-js node-addon-api && npm rebuild anomalens --build-from-source'
+    ? 'npm install --save-dev cmake-js node-addon-api && ANOMALENS_BUILD_FROM_SOURCE=1 npm rebuild --foreground-scripts anomalens'
     : 'npm run build:native';
   throw new AnomalensError(
     'ERR_NATIVE_LOAD',
@@ -123,7 +123,7 @@ export function native(): NativeAddon {
       'To fix:',
       ...(explicit ? [`  - ANOMALENS_NATIVE=${explicit} is set, so nothing else was tried: fix that path or unset it`] : []),
       ...advice,
-      ...(target === 'linux-x64' && !explicit ? ['  - reinstall so the prebuilt binary is present: npm install anomalens'] : []),
+      ...(target === 'linux-x64' && !explicit ? ['  - reinstall so the prebuilt binary is present: rm -rf node_modules/anomalens && npm install'] : []),
       `  - or build from source (Debian/Ubuntu): apt-get install ${DEBIAN_PACKAGES} && ${buildCommand}`,
     ].join('\n'),
   );

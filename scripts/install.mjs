@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 // The package's `install` hook. Normally it does nothing: the prebuilt binary in
 // prebuilds/<platform>-<arch>/ is used as shipped. It builds from source when asked to
-//   npm rebuild anomalens --build-from-source      (npm sets npm_config_build_from_source)
-//   ANOMALENS_BUILD_FROM_SOURCE=1 npm install anomalens
+//   ANOMALENS_BUILD_FROM_SOURCE=1 npm rebuild --foreground-scripts anomalens   (or npm install)
+//   npm rebuild anomalens --build-from-source     (npm sets npm_config_build_from_source)
 // and then removes the prebuilt binary for this platform, so the loader (which prefers the
 // prebuilt) picks the fresh build. In a source checkout (no prebuilds/ folder) it stays silent:
 // there `npm run build` is the way.
@@ -26,7 +26,7 @@ if (!fromSource) {
       '  Build it from source (Debian/Ubuntu packages shown; other systems need the same libraries):',
       `    apt-get install ${debianPackages}`,
       '    npm install --save-dev cmake-js node-addon-api',
-      '    npm rebuild anomalens --build-from-source',
+      '    ANOMALENS_BUILD_FROM_SOURCE=1 npm rebuild --foreground-scripts anomalens',
     ].join('\n'));
   }
   process.exit(0);
@@ -43,7 +43,7 @@ try {
   console.error([
     'anomalens: a source build needs cmake-js and node-addon-api in your project:',
     '    npm install --save-dev cmake-js node-addon-api',
-    '    npm rebuild anomalens --build-from-source',
+    '    ANOMALENS_BUILD_FROM_SOURCE=1 npm rebuild --foreground-scripts anomalens',
     `  and these Debian/Ubuntu packages: apt-get install ${debianPackages}`,
   ].join('\n'));
   process.exit(1);
