@@ -10,3 +10,8 @@ export {
   centerCropOffset, squareResize, IMAGENET_PREPROCESS, IMAGENET_MEAN, IMAGENET_STD, IMAGE_EXTENSIONS,
 } from './images.js';
 export type { Preprocess, DecodedImage, RawImage, ImageBatch } from './images.js';
+export { imageAuroc, pixelAuroc, aupro, f1Max, averagePrecision, rocCurve, prCurve, proCurve, Evaluator } from './metrics.js';
+export type {
+  AuproOptions, CurveOptions, Evaluation, EvaluatorBatch, EvaluatorOptions, F1Max, ImageMetrics, LabelOptions, Labels, Maps,
+  MaskMap, Masks, PixelMetrics, PrCurve, ProCurve, RocCurve, ScoreMap, Scores,
+} from './metrics.js';
