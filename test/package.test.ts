@@ -187,6 +187,26 @@ describe.skipIf(!linuxX64)('npm package (linux-x64 prebuilt)', () => {
     expect(want.layer2.shape).toEqual([1, 128, 8, 10]);
   });
 
+  // The bin the README shows, once the CLI exists (package.json's bin points at it).
+  const cli = join(installed, 'dist', 'lib', 'cli.js');
+  function runFeatures(run: (args: string[]) => ReturnType<typeof spawnSync>, out: string) {
+    const r = run([cli, 'features', '--arch', 'resnet18', '--weights', weights, '--taps', 'layer1,layer2', '--input', input, '--out', out]);
+    expect(r.stderr, String(r.stdout)).toBe('');
+    expect(r.status).toBe(0);
+  }
+
+  it('anomalens features runs from the installed bin and writes the same features', async (ctx) => {
+    if (!existsSync(cli)) return ctx.skip('dist/lib/cli.js is not in the package yet');
+    const out = join(tmp.dir, 'features-cli.safetensors');
+    runFeatures((args) => spawnSync(join(project, 'node_modules', '.bin', 'anomalens'), args.slice(1), { cwd: project, env: userEnv(), encoding: 'utf8' }), out);
+    const got = (await readSafetensors(out)).tensors;
+    const want = (await readSafetensors(join(tmp.dir, 'features-installed.safetensors'))).tensors;
+    for (const tap of ['layer1', 'layer2']) {
+      expect(got[tap].shape).toEqual(want[tap].shape);
+      expect(Array.from(got[tap].data!.subarray(0, 256))).toEqual(Array.from(want[tap].data!.subarray(0, 256)));
+    }
+  });
+
   // A root whose multiarch library folder holds only glibc, libstdc++, libgcc and what node
   // itself links: what a bare Debian/Ubuntu offers. Needs a private mount namespace.
   const bare = join(tmp.dir, 'bare-lib');
@@ -218,6 +238,7 @@ describe.skipIf(!linuxX64)('npm package (linux-x64 prebuilt)', () => {
     const result = JSON.parse(String(r.stdout));
     expect(result).toMatchObject({ ok: true });
     expect(readFileSync(out)).toEqual(readFileSync(join(tmp.dir, 'features-installed.safetensors')));
+    if (existsSync(cli)) runFeatures((args) => inBareRoot(args), join(tmp.dir, 'features-cli-bare.safetensors'));
   });
 
   it.skipIf(!canUnshare)('when a bundled library is missing, the loader names it and says how to fix it', () => {
