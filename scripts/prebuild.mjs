@@ -160,6 +160,15 @@ function build(from) {
   const missing = deps.filter((d) => d.path === null).map((d) => d.soname);
   if (missing.length) fail(`${from} needs libraries this machine does not have: ${missing.join(', ')}`);
   const bundled = deps.filter((d) => !SYSTEM_LIBRARIES.has(d.soname));
+  // faiss links the generic libblas.so.3/liblapack.so.3, which Debian resolves through
+  // update-alternatives: they must be OpenBLAS' OpenMP build here, or the package would ship
+  // the slow reference BLAS (or a second thread pool).
+  for (const d of bundled.filter((x) => /^lib(blas|lapack)\.so\./.test(x.soname))) {
+    if (!realpathSync(d.path).includes('/openblas-openmp/')) {
+      fail(`${d.soname} resolves to ${realpathSync(d.path)}, not OpenBLAS (OpenMP): ` +
+        `update-alternatives --set ${d.soname}-x86_64-linux-gnu /usr/lib/x86_64-linux-gnu/openblas-openmp/${d.soname}`);
+    }
+  }
 
   const addon = join(stage, 'anomalens.node');
   copyFileSync(from, addon);
