@@ -15,3 +15,5 @@ export type {
   AuproOptions, CurveOptions, Evaluation, EvaluatorBatch, EvaluatorOptions, F1Max, ImageMetrics, LabelOptions, Labels, Maps,
   MaskMap, Masks, PixelMetrics, PrCurve, ProCurve, RocCurve, ScoreMap, Scores,
 } from './metrics.js';
+export { knnSearch, MemoryBank, KNN_METRICS, KNN_MAX_K } from './knn.js';
+export type { KnnMetric, KnnResult, KnnOutput, KnnSearchOptions, Matrix, MemoryBankOptions } from './knn.js';

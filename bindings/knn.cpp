@@ -1,0 +1,247 @@
+// Exact kNN: knnSearch(...) and the MemoryBank class. Conversion only; lib/knn.ts validates
+// and allocates outputs, the core (anomalens/knn.h, knn_bank.h) computes.
+//
+//   knnSearch(database, n, queries, m, d, k, metric, distances, indices) -> Promise<void>
+//   new MemoryBank(dim, metric); bank.add(rows, n); bank.search(queries, m, k, distances, indices)
+//   bank.save(path); MemoryBank.load(path) -> Promise<MemoryBank>; bank.dispose()
+//   bank.size / bank.dim / bank.metric
+// Finiteness of inputs is checked here, in the worker, because it is O(n): a NaN rejects
+// with a RangeError naming the element (lib/ cannot do it without blocking the event loop).
+#include <memory>
+
+#include "anomalens/knn.h"
+#include "anomalens/knn_bank.h"
+#include "common.h"
+#include "knn_common.h"
+
+namespace anomalens::bindings {
+namespace {
+
+class KnnSearchWorker : public PromiseWorker {
+ public:
+  KnnSearchWorker(Napi::Env env, const float* database, int64_t n, const float* queries, int64_t m, int64_t d,
+                  KnnOptions options, float* distances, int32_t* indices)
+      : PromiseWorker(env, "knnSearch"), database_(database), queries_(queries), n_(n), m_(m), d_(d),
+        options_(options), distances_(distances), indices_(indices) {}
+
+ protected:
+  void compute() override {
+    if (finite_.check(database_, n_ * d_, "database", d_) && finite_.check(queries_, m_ * d_, "queries", d_))
+      knnSearch(database_, n_, queries_, m_, d_, options_, distances_, indices_);
+  }
+  Napi::Value result(Napi::Env env) override {
+    finite_.throwIfFound(env);
+    return env.Undefined();
+  }
+
+ private:
+  const float* database_;
+  const float* queries_;
+  int64_t n_, m_, d_;
+  KnnOptions options_;
+  float* distances_;
+  int32_t* indices_;
+  FiniteCheck finite_;
+};
+
+Napi::Value KnnSearch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ArgReader args(info, "knnSearch");
+  int64_t n = args.integer(1, "n"), m = args.integer(3, "m"), d = args.integer(4, "d"), k = args.integer(5, "k");
+  const float* database = args.float32(0, "database", n * d);
+  const float* queries = args.float32(2, "queries", m * d);
+  Metric metric = guard(env, [&] { return parseMetric(args.string(6, "metric")); });
+  float* distances = args.float32(7, "distances", m * k);
+  int32_t* indices = args.int32(8, "indices", m * k);
+  auto* w = new KnnSearchWorker(env, database, n, queries, m, d, KnnOptions{metric, k, nullptr}, distances, indices);
+  for (int i : {0, 2, 7, 8}) w->pin(info[i]);
+  Napi::Promise p = w->promise();
+  w->Queue();
+  return p;
+}
+
+// ---- MemoryBank ----------------------------------------------------------------------------
+
+class MemoryBankWrap : public Napi::ObjectWrap<MemoryBankWrap> {
+ public:
+  static Napi::Function define(Napi::Env env) {
+    return DefineClass(env, "MemoryBank",
+                       {InstanceMethod<&MemoryBankWrap::Add>("add"),
+                        InstanceMethod<&MemoryBankWrap::Search>("search"),
+                        InstanceMethod<&MemoryBankWrap::Save>("save"),
+                        InstanceMethod<&MemoryBankWrap::Dispose>("dispose"),
+                        InstanceAccessor<&MemoryBankWrap::Size>("size"),
+                        InstanceAccessor<&MemoryBankWrap::Dim>("dim"),
+                        InstanceAccessor<&MemoryBankWrap::MetricName>("metric"),
+                        InstanceAccessor<&MemoryBankWrap::Disposed>("disposed"),
+                        StaticMethod<&MemoryBankWrap::Load>("load")});
+  }
+
+  // new MemoryBank(dim, metric) or, from load(), new MemoryBank(External<shared_ptr<MemoryBank>>).
+  explicit MemoryBankWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<MemoryBankWrap>(info) {
+    Napi::Env env = info.Env();
+    if (info.Length() == 1 && info[0].IsExternal()) {
+      bank_ = *info[0].As<Napi::External<std::shared_ptr<MemoryBank>>>().Data();
+      return;
+    }
+    ArgReader args(info, "MemoryBank");
+    int64_t dim = args.integer(0, "dim");
+    std::string metric = args.string(1, "metric");
+    bank_ = guard(env, [&] { return std::make_shared<MemoryBank>(dim, parseMetric(metric)); });
+  }
+
+ private:
+  friend class BankWorker;
+
+  // Refuses when the bank is disposed, or busy in a way that conflicts with `exclusive` work.
+  MemoryBank& use(Napi::Env env, const char* op, bool exclusive) {
+    if (!bank_) throw makeError(env, "ERR_DISPOSED", std::string("MemoryBank.") + op + ": the bank was disposed");
+    if (writing_ || (exclusive && readers_ > 0))
+      throw makeError(env, "ERR_BUSY", std::string("MemoryBank.") + op + ": " +
+                                           (writing_ ? "an add() is in flight" : "a search() or save() is in flight") +
+                                           "; await it first");
+    return *bank_;
+  }
+
+  Napi::Value Add(const Napi::CallbackInfo& info);
+  Napi::Value Search(const Napi::CallbackInfo& info);
+  Napi::Value Save(const Napi::CallbackInfo& info);
+  static Napi::Value Load(const Napi::CallbackInfo& info);
+
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (bank_ && (writing_ || readers_ > 0))
+      throw makeError(env, "ERR_BUSY", "MemoryBank.dispose: an operation on this bank is in flight; await it first");
+    bank_.reset();
+    return env.Undefined();
+  }
+  Napi::Value Size(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), bank_ ? static_cast<double>(bank_->size()) : 0);
+  }
+  Napi::Value Dim(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), bank_ ? static_cast<double>(bank_->dim()) : 0);
+  }
+  Napi::Value MetricName(const Napi::CallbackInfo& info) {
+    return bank_ ? Napi::Value(Napi::String::New(info.Env(), metricName(bank_->metric()))) : info.Env().Null();
+  }
+  Napi::Value Disposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !bank_); }
+
+  std::shared_ptr<MemoryBank> bank_;
+  int readers_ = 0;       // search() / save() in flight
+  bool writing_ = false;  // add() in flight
+};
+
+// Runs `work` on the bank off the main thread and releases the busy mark when done.
+class BankWorker : public PromiseWorker {
+ public:
+  BankWorker(Napi::Env env, const char* name, MemoryBankWrap* wrap, bool exclusive)
+      : PromiseWorker(env, name), wrap_(wrap), bank_(wrap->bank_), exclusive_(exclusive) {
+    pin(wrap->Value());
+    if (exclusive_) wrap_->writing_ = true;
+    else ++wrap_->readers_;
+  }
+  std::function<void()> work;
+  FiniteCheck finite;
+
+ protected:
+  void compute() override { work(); }
+  Napi::Value result(Napi::Env env) override {
+    finite.throwIfFound(env);
+    return env.Undefined();
+  }
+  void finished() override {
+    if (exclusive_) wrap_->writing_ = false;
+    else --wrap_->readers_;
+  }
+
+ private:
+  MemoryBankWrap* wrap_;
+  std::shared_ptr<MemoryBank> bank_;  // keeps the bank alive for the work
+  bool exclusive_;
+};
+
+Napi::Value MemoryBankWrap::Add(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  MemoryBank& bank = use(env, "add", true);
+  ArgReader args(info, "MemoryBank.add");
+  int64_t n = args.integer(1, "n");
+  const float* rows = args.float32(0, "rows", n * bank.dim());
+  auto* w = new BankWorker(env, "MemoryBank.add", this, true);
+  w->pin(info[0]);
+  FiniteCheck* finite = &w->finite;
+  w->work = [&bank, rows, n, finite] {
+    if (finite->check(rows, n * bank.dim(), "rows", bank.dim())) bank.add(rows, n);
+  };
+  Napi::Promise p = w->promise();
+  w->Queue();
+  return p;
+}
+
+Napi::Value MemoryBankWrap::Search(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  MemoryBank& bank = use(env, "search", false);
+  ArgReader args(info, "MemoryBank.search");
+  int64_t m = args.integer(1, "m"), k = args.integer(2, "k");
+  const float* queries = args.float32(0, "queries", m * bank.dim());
+  float* distances = args.float32(3, "distances", m * k);
+  int32_t* indices = args.int32(4, "indices", m * k);
+  auto* w = new BankWorker(env, "MemoryBank.search", this, false);
+  for (int i : {0, 3, 4}) w->pin(info[i]);
+  FiniteCheck* finite = &w->finite;
+  w->work = [&bank, queries, m, k, distances, indices, finite] {
+    if (finite->check(queries, m * bank.dim(), "queries", bank.dim())) bank.search(queries, m, k, distances, indices);
+  };
+  Napi::Promise p = w->promise();
+  w->Queue();
+  return p;
+}
+
+Napi::Value MemoryBankWrap::Save(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  MemoryBank& bank = use(env, "save", false);
+  ArgReader args(info, "MemoryBank.save");
+  std::string path = args.string(0, "path");
+  auto* w = new BankWorker(env, "MemoryBank.save", this, false);
+  w->work = [&bank, path] { bank.save(path); };
+  Napi::Promise p = w->promise();
+  w->Queue();
+  return p;
+}
+
+class BankLoadWorker : public PromiseWorker {
+ public:
+  BankLoadWorker(Napi::Env env, Napi::Function ctor, std::string path)
+      : PromiseWorker(env, "MemoryBank.load"), ctor_(Napi::Persistent(ctor)), path_(std::move(path)) {}
+
+ protected:
+  void compute() override { bank_ = std::make_shared<MemoryBank>(MemoryBank::load(path_)); }
+  Napi::Value result(Napi::Env env) override {
+    return ctor_.New({Napi::External<std::shared_ptr<MemoryBank>>::New(env, &bank_)});
+  }
+
+ private:
+  Napi::FunctionReference ctor_;
+  std::string path_;
+  std::shared_ptr<MemoryBank> bank_;
+};
+
+Napi::Value MemoryBankWrap::Load(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ArgReader args(info, "MemoryBank.load");
+  std::string path = args.string(0, "path");
+  if (!info.This().IsFunction())
+    throw Napi::TypeError::New(env, "MemoryBank.load must be called as MemoryBank.load(path)");
+  auto* w = new BankLoadWorker(env, info.This().As<Napi::Function>(), path);
+  Napi::Promise p = w->promise();
+  w->Queue();
+  return p;
+}
+
+void init(Napi::Env env, Napi::Object exports) {
+  exports.Set("knnSearch", Napi::Function::New(env, KnnSearch, "knnSearch"));
+  exports.Set("MemoryBank", MemoryBankWrap::define(env));
+}
+
+}  // namespace
+ANOMALENS_REGISTER(knn, init);
+}  // namespace anomalens::bindings
