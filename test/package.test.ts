@@ -93,7 +93,12 @@ try {
 
 describe.skipIf(!linuxX64)('npm package (linux-x64 prebuilt)', () => {
   const tmp = tempDir('anomalens-package-');
-  afterAll(tmp.cleanup);
+  afterAll(() => {
+    tmp.cleanup();
+    // postpack removes prebuilds/; if packing failed half-way, do it here, or the in-tree
+    // loader (prebuilt first) would keep loading that copy instead of build/Release.
+    rmSync(join(root, 'prebuilds'), { recursive: true, force: true });
+  });
   const project = join(tmp.dir, 'consumer');
   const installed = join(project, 'node_modules', 'anomalens');
   const prebuilt = join(installed, 'prebuilds', 'linux-x64');
