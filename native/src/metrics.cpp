@@ -93,17 +93,15 @@ MetricResults computeMetrics(const ScoreSet& set, unsigned flags, const MetricOp
 #pragma omp parallel
   {
     SweepScratch scratch;
-    std::vector<Step> steps;
 #pragma omp for schedule(dynamic, 1)
     for (size_t k = 0; k < K; ++k) {
       if (onlyAupro && k > kStar) continue;
       const Bucket& b = sweep.bucket(k);
-      sweep.steps(k, scratch, steps);
-      Partial& part = parts[k];
+      Partial part;  // local: neighbouring buckets run on other threads
       Cumulative c = b.before;
       double px = static_cast<double>(c.fp) / nOk, py = std::min(1.0, c.weight / nRegions);
       bool crossed = !wantAupro || k > kStar;
-      for (const Step& s : steps) {
+      sweep.forEachStep(k, scratch, [&](const Step& s) {
         const uint64_t tpBefore = c.tp;
         c.tp += s.pos;
         c.fp += s.neg;
@@ -134,7 +132,8 @@ MetricResults computeMetrics(const ScoreSet& set, unsigned flags, const MetricOp
           px = x;
           py = y;
         }
-      }
+      });
+      parts[k] = part;
     }
   }
 

@@ -12,16 +12,14 @@ namespace anomalens::metrics_detail {
 class ComponentLabeler {
  public:
   // Labels the pixels of the h x w mask whose value is > threshold. Returns the number of
-  // regions. Afterwards regionSize(p) is the size of the region of pixel p (0: background).
+  // regions. Afterwards regionSize(p) is the size of the region of foreground pixel p
+  // (undefined for background pixels, whose labels are never written).
   int64_t label(const uint8_t* mask, int64_t h, int64_t w, int threshold);
-  uint32_t regionSize(int64_t p) const {
-    int32_t l = labels_[static_cast<size_t>(p)];
-    return l < 0 ? 0u : sizes_[static_cast<size_t>(l)];
-  }
+  uint32_t regionSize(int64_t p) const { return sizes_[static_cast<size_t>(labels_[static_cast<size_t>(p)])]; }
 
  private:
   int32_t find(int32_t x);
-  std::vector<int32_t> labels_;   // per pixel: provisional, then final region index; -1 background
+  std::vector<int32_t> labels_;   // per foreground pixel: provisional, then final region index
   std::vector<int32_t> parent_;   // union-find over provisional labels
   std::vector<int32_t> compact_;  // provisional root -> final index
   std::vector<uint32_t> sizes_;   // final index -> pixel count

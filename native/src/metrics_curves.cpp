@@ -91,16 +91,14 @@ template <class F>
 void forEachStep(Sweep& sweep, F&& f) {
   sweep.resolve(std::vector<uint8_t>(sweep.numBuckets(), 1));
   SweepScratch scratch;
-  std::vector<Step> steps;
   Cumulative c;
   for (size_t k = 0; k < sweep.numBuckets(); ++k) {
-    sweep.steps(k, scratch, steps);
-    for (const Step& s : steps) {
+    sweep.forEachStep(k, scratch, [&](const Step& s) {
       c.tp += s.pos;
       c.fp += s.neg;
       c.weight += s.weight;
       f(c, s.value);
-    }
+    });
   }
 }
 

@@ -15,7 +15,7 @@
 namespace anomalens::metrics_detail {
 namespace {
 
-constexpr uint32_t kBuckets = 1u << 16;
+constexpr uint32_t kBuckets = kBucketCount;
 // Elements per unit of work when no image structure is needed: large enough to amortise
 // scheduling, small enough to balance two threads on inputs of a few million.
 constexpr int64_t kChunk = 1 << 18;
@@ -172,54 +172,117 @@ void Sweep::buildUnits() {
   slotBegin_.back() = units_.size();
 }
 
+namespace {
+
+// Pass 1 over one unit: histogram of (bucket id << 1 | positive) into `sub`, four interleaved
+// uint32 copies (element i counts in copy i % 4) so that runs of equal buckets, the rule in
+// smooth anomaly maps, do not serialise on one counter. Returns whether an invalid score or
+// label is in the unit (the caller then finds the first one).
+template <bool Weighted, bool Strict>
+bool histogramUnit(const float* sc, const uint8_t* lb, int64_t begin, int64_t end, uint8_t thr, uint32_t* sub,
+                   double* wsum, const ComponentLabeler& labeler) {
+  uint32_t bad = 0;
+  int64_t i = begin;
+  auto one = [&](int64_t at, uint32_t* copy) {
+    const uint32_t bits = floatBits(sc[at]);
+    const uint8_t lv = lb[at];
+    bad |= (bits & 0x7f800000u) == 0x7f800000u;
+    if (Strict) bad |= static_cast<uint8_t>(lv - 2) < 253;
+    const uint32_t id = floatKey(bits) >> 16;
+    const uint32_t pos = lv > thr;
+    ++copy[(id << 1) | pos];
+    if (Weighted && pos) wsum[id] += 1.0 / labeler.regionSize(at - begin);
+  };
+  constexpr size_t kCopy = 2 * kBuckets;
+  for (; i + 4 <= end; i += 4) {
+    one(i, sub);
+    one(i + 1, sub + kCopy);
+    one(i + 2, sub + 2 * kCopy);
+    one(i + 3, sub + 3 * kCopy);
+  }
+  for (; i < end; ++i) one(i, sub);
+  return bad != 0;
+}
+
+// Pass 2 over one unit: appends the low key half of every element of a resolved bucket at
+// its slot's offset. The offset of the current (bucket, class) stays in a register while
+// consecutive elements share it.
+template <bool Weighted>
+void scatterUnit(const float* sc, const uint8_t* lb, int64_t begin, int64_t end, uint8_t thr, const uint8_t* resolved,
+                 uint64_t* offsets, uint16_t* keys, uint32_t* sizes, const ComponentLabeler& labeler) {
+  uint32_t cur = UINT32_MAX;
+  uint64_t at = 0;
+  for (int64_t i = begin; i < end; ++i) {
+    const uint32_t key = floatKey(floatBits(sc[i]));
+    const uint32_t id = key >> 16;
+    if (!resolved[id]) continue;
+    const uint32_t pos = lb[i] > thr;
+    const uint32_t code = (id << 1) | pos;
+    if (code != cur) {
+      if (cur != UINT32_MAX) offsets[cur] = at;
+      cur = code;
+      at = offsets[code];
+    }
+    if (Weighted && pos) sizes[at] = labeler.regionSize(i - begin);
+    keys[at++] = static_cast<uint16_t>(key);
+  }
+  if (cur != UINT32_MAX) offsets[cur] = at;
+}
+
+}  // namespace
+
 void Sweep::bucketPass1() {
   const size_t slots = slotBegin_.size() - 1;
-  slotPos_.assign(slots, {});
-  slotNeg_.assign(slots, {});
+  slotCounts_.assign(slots, {});
   std::vector<std::vector<double>> slotWeight(slots);
   std::vector<Problem> problems(slots);
   std::vector<int64_t> slotRegions(slots, 0);
   imageHasDefects_.assign(options_.weighted ? units_.size() : 0, 0);
-  const int thr = set_.labelThreshold;
+  const uint8_t thr = static_cast<uint8_t>(set_.labelThreshold);
   const bool strict = set_.strictLabels, weighted = options_.weighted;
+  auto histogram = weighted ? (strict ? histogramUnit<true, true> : histogramUnit<true, false>)
+                            : (strict ? histogramUnit<false, true> : histogramUnit<false, false>);
 
 #pragma omp parallel for schedule(dynamic, 1)
   for (size_t s = 0; s < slots; ++s) {
-    std::vector<uint64_t>& pos = slotPos_[s];
-    std::vector<uint64_t>& neg = slotNeg_[s];
-    pos.assign(kBuckets, 0);
-    neg.assign(kBuckets, 0);
+    std::vector<uint64_t>& counts = slotCounts_[s];
+    counts.assign(2 * kBuckets, 0);
+    std::vector<uint32_t> sub(8 * kBuckets, 0);
     if (weighted) slotWeight[s].assign(kBuckets, 0.0);
-    double* wsum = weighted ? slotWeight[s].data() : nullptr;
     ComponentLabeler labeler;
-    Problem& problem = problems[s];
-    for (size_t u = slotBegin_[s]; u < slotBegin_[s + 1] && !problem.found; ++u) {
+    int64_t pending = 0;  // elements counted in `sub` since its last flush
+    auto flush = [&] {
+      for (size_t c = 0; c < 2 * kBuckets; ++c) {
+        counts[c] += static_cast<uint64_t>(sub[c]) + sub[c + 2 * kBuckets] + sub[c + 4 * kBuckets] + sub[c + 6 * kBuckets];
+      }
+      std::fill(sub.begin(), sub.end(), 0u);
+      pending = 0;
+    };
+    for (size_t u = slotBegin_[s]; u < slotBegin_[s + 1]; ++u) {
       const Unit& unit = units_[u];
       const ScoreBlock& b = set_.blocks[unit.block];
-      const float* sc = b.scores32;
-      const uint8_t* lb = b.labels;
       if (weighted) {
-        int64_t r = labeler.label(lb + unit.begin, b.h, b.w, thr);
+        int64_t r = labeler.label(b.labels + unit.begin, b.h, b.w, thr);
         slotRegions[s] += r;
         imageHasDefects_[u] = r > 0;
       }
-      for (int64_t i = unit.begin; i < unit.end; ++i) {
-        const uint32_t bits = floatBits(sc[i]);
-        const uint8_t lv = lb[i];
-        if ((bits & 0x7f800000u) == 0x7f800000u || badLabel(lv, strict)) {
-          bool scoreBad = (bits & 0x7f800000u) == 0x7f800000u;
-          problem = Problem{true, unit.block, i, !scoreBad, static_cast<double>(sc[i]), lv};
-          break;
+      if (histogram(b.scores32, b.labels, unit.begin, unit.end, thr, sub.data(),
+                    weighted ? slotWeight[s].data() : nullptr, labeler)) {
+        for (int64_t i = unit.begin; i < unit.end; ++i) {
+          const uint32_t bits = floatBits(b.scores32[i]);
+          const bool scoreBad = (bits & 0x7f800000u) == 0x7f800000u;
+          if (scoreBad || badLabel(b.labels[i], strict)) {
+            problems[s] = Problem{true, unit.block, i, !scoreBad, static_cast<double>(b.scores32[i]), b.labels[i]};
+            break;
+          }
         }
-        const uint32_t id = floatKey(bits) >> 16;
-        if (lv > thr) {
-          ++pos[id];
-          if (weighted) wsum[id] += 1.0 / labeler.regionSize(i - unit.begin);
-        } else {
-          ++neg[id];
-        }
+        break;
       }
+      // uint32 copies cannot overflow before 4 * 2^32 elements; flush well before that.
+      pending += unit.end - unit.begin;
+      if (pending > (int64_t{1} << 32)) flush();
     }
+    flush();
   }
   for (const Problem& p : problems)
     if (p.found) throwProblem(set_, p);
@@ -230,8 +293,8 @@ void Sweep::bucketPass1() {
     Bucket b;
     b.id = static_cast<uint32_t>(id);
     for (size_t s = 0; s < slots; ++s) {
-      b.pos += slotPos_[s][id];
-      b.neg += slotNeg_[s][id];
+      b.pos += slotCounts_[s][2 * id + 1];
+      b.neg += slotCounts_[s][2 * id];
       if (weighted) b.weight += slotWeight[s][id];
     }
     if (b.pos + b.neg == 0) continue;
@@ -250,32 +313,34 @@ void Sweep::bucketPass1() {
 
 void Sweep::resolve(const std::vector<uint8_t>& need) {
   if (sortMode_) return;  // the one bucket is always resolved
-  require(posKeys_.empty() && negKeys_.empty(), "Sweep::resolve called twice", ErrorCode::Internal);
+  require(!resolved_, "Sweep::resolve called twice", ErrorCode::Internal);
+  resolved_ = true;
   uint64_t posTotal = 0, negTotal = 0;
-  bool any = false;
   for (size_t k = 0; k < buckets_.size(); ++k) {
     Bucket& b = buckets_[k];
     b.resolved = k < need.size() && need[k];
     if (!b.resolved) continue;
-    any = true;
     b.posBegin = posTotal;
     b.negBegin = negTotal;
     posTotal += b.pos;
     negTotal += b.neg;
   }
-  if (!any) return;
-  posKeys_.resize(posTotal);
-  negKeys_.resize(negTotal);
-  if (options_.weighted) posSizes_.resize(posTotal);
-  // Slot histograms become each slot's write offsets inside every resolved bucket.
+  if (posTotal + negTotal == 0) return;
+  // Uninitialised on purpose: pass 2 writes every element.
+  keys_.reset(new uint16_t[posTotal + negTotal]);
+  if (options_.weighted) posSizes_.reset(new uint32_t[posTotal]);
+  // Slot counts become each slot's write offsets inside every resolved bucket; negatives
+  // follow all positives in keys_.
   const size_t slots = slotBegin_.size() - 1;
-  for (const Bucket& b : buckets_) {
+  for (Bucket& b : buckets_) {
     if (!b.resolved) continue;
+    b.negBegin += posTotal;
     uint64_t p = b.posBegin, n = b.negBegin;
     for (size_t s = 0; s < slots; ++s) {
-      uint64_t cp = slotPos_[s][b.id], cn = slotNeg_[s][b.id];
-      slotPos_[s][b.id] = p;
-      slotNeg_[s][b.id] = n;
+      uint64_t* counts = slotCounts_[s].data();
+      const uint64_t cp = counts[2 * b.id + 1], cn = counts[2 * b.id];
+      counts[2 * b.id + 1] = p;
+      counts[2 * b.id] = n;
       p += cp;
       n += cn;
     }
@@ -287,110 +352,20 @@ void Sweep::bucketPass2() {
   const size_t slots = slotBegin_.size() - 1;
   std::vector<uint8_t> resolvedById(kBuckets, 0);
   for (const Bucket& b : buckets_) resolvedById[b.id] = b.resolved;
-  const int thr = set_.labelThreshold;
+  const uint8_t thr = static_cast<uint8_t>(set_.labelThreshold);
   const bool weighted = options_.weighted;
-  uint16_t* posKeys = posKeys_.data();
-  uint16_t* negKeys = negKeys_.data();
-  uint32_t* posSizes = posSizes_.data();
+  auto scatter = weighted ? scatterUnit<true> : scatterUnit<false>;
 
 #pragma omp parallel for schedule(dynamic, 1)
   for (size_t s = 0; s < slots; ++s) {
-    uint64_t* posAt = slotPos_[s].data();
-    uint64_t* negAt = slotNeg_[s].data();
     ComponentLabeler labeler;
     for (size_t u = slotBegin_[s]; u < slotBegin_[s + 1]; ++u) {
       const Unit& unit = units_[u];
       const ScoreBlock& b = set_.blocks[unit.block];
-      const float* sc = b.scores32;
-      const uint8_t* lb = b.labels;
-      const bool sized = weighted && imageHasDefects_[u];
-      if (sized) labeler.label(lb + unit.begin, b.h, b.w, thr);
-      for (int64_t i = unit.begin; i < unit.end; ++i) {
-        const uint32_t key = floatKey(floatBits(sc[i]));
-        const uint32_t id = key >> 16;
-        if (!resolvedById[id]) continue;
-        if (lb[i] > thr) {
-          uint64_t at = posAt[id]++;
-          posKeys[at] = static_cast<uint16_t>(key);
-          if (weighted) posSizes[at] = labeler.regionSize(i - unit.begin);
-        } else {
-          negKeys[negAt[id]++] = static_cast<uint16_t>(key);
-        }
-      }
+      if (weighted && imageHasDefects_[u]) labeler.label(b.labels + unit.begin, b.h, b.w, thr);
+      scatter(b.scores32, b.labels, unit.begin, unit.end, thr, resolvedById.data(), slotCounts_[s].data(), keys_.get(),
+              posSizes_.get(), labeler);
     }
-  }
-}
-
-void Sweep::steps(size_t k, SweepScratch& scratch, std::vector<Step>& out) const {
-  out.clear();
-  if (sortMode_) {
-    out = sortedSteps_;
-    return;
-  }
-  const Bucket& b = buckets_[k];
-  if (!b.resolved) {
-    out.push_back(Step{std::numeric_limits<double>::quiet_NaN(), b.pos, b.neg, b.weight});
-    return;
-  }
-  const uint16_t* pk = posKeys_.data() + b.posBegin;
-  const uint16_t* nk = negKeys_.data() + b.negBegin;
-  const uint32_t* ps = options_.weighted ? posSizes_.data() + b.posBegin : nullptr;
-  const uint32_t high = b.id << 16;
-  auto value = [&](uint32_t low) { return static_cast<double>(keyFloat(high | low)); };
-
-  if (static_cast<int64_t>(b.pos + b.neg) >= options_.countingMin) {
-    // Counting: one bin per possible low half of the key, scanned from the top.
-    if (scratch.countPos.size() != kBuckets) {
-      scratch.countPos.assign(kBuckets, 0);
-      scratch.countNeg.assign(kBuckets, 0);
-    }
-    if (ps && scratch.countWeight.size() != kBuckets) scratch.countWeight.assign(kBuckets, 0.0);
-    uint32_t lo = kBuckets - 1, hi = 0;
-    uint32_t* cp = scratch.countPos.data();
-    uint32_t* cn = scratch.countNeg.data();
-    double* cw = scratch.countWeight.data();
-    for (uint64_t i = 0; i < b.pos; ++i) {
-      uint32_t key = pk[i];
-      ++cp[key];
-      if (ps) cw[key] += 1.0 / ps[i];
-      lo = std::min(lo, key);
-      hi = std::max(hi, key);
-    }
-    for (uint64_t i = 0; i < b.neg; ++i) {
-      uint32_t key = nk[i];
-      ++cn[key];
-      lo = std::min(lo, key);
-      hi = std::max(hi, key);
-    }
-    for (int64_t key = hi; key >= static_cast<int64_t>(lo); --key) {
-      if ((cp[key] | cn[key]) == 0) continue;
-      out.push_back(Step{value(static_cast<uint32_t>(key)), cp[key], cn[key], ps ? cw[key] : 0.0});
-      cp[key] = cn[key] = 0;
-      if (ps) cw[key] = 0.0;
-    }
-    return;
-  }
-
-  // Sorting: both classes descending, then one merge.
-  std::vector<std::pair<uint16_t, uint32_t>>& pos = scratch.weightedPos;
-  pos.resize(b.pos);
-  for (uint64_t i = 0; i < b.pos; ++i) pos[i] = {pk[i], ps ? ps[i] : 0u};
-  std::sort(pos.begin(), pos.end(), [](const auto& x, const auto& y) { return x.first > y.first; });
-  std::vector<uint16_t>& negSorted = scratch.negKeys;
-  negSorted.assign(nk, nk + b.neg);
-  std::sort(negSorted.begin(), negSorted.end(), std::greater<uint16_t>());
-  size_t i = 0, j = 0;
-  while (i < pos.size() || j < negSorted.size()) {
-    uint32_t key = 0;
-    if (i < pos.size()) key = pos[i].first;
-    if (j < negSorted.size()) key = std::max<uint32_t>(key, negSorted[j]);
-    Step s{value(key), 0, 0, 0.0};
-    for (; i < pos.size() && pos[i].first == key; ++i) {
-      ++s.pos;
-      if (ps) s.weight += 1.0 / pos[i].second;
-    }
-    for (; j < negSorted.size() && negSorted[j] == key; ++j) ++s.neg;
-    out.push_back(s);
   }
 }
 
