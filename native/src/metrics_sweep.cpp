@@ -103,6 +103,9 @@ void Sweep::sortEngine() {
     uint8_t positive;
   };
   std::vector<Item> items;
+  int64_t total = 0;
+  for (const ScoreBlock& b : set_.blocks) total += b.n * b.h * b.w;
+  items.reserve(static_cast<size_t>(total));
   ComponentLabeler labeler;
   const int thr = set_.labelThreshold;
   for (size_t bi = 0; bi < set_.blocks.size(); ++bi) {
@@ -261,6 +264,9 @@ void Sweep::bucketPass1() {
     for (size_t u = slotBegin_[s]; u < slotBegin_[s + 1]; ++u) {
       const Unit& unit = units_[u];
       const ScoreBlock& b = set_.blocks[unit.block];
+      // No uint32 copy can overflow while `sub` holds fewer than 2^32 elements in all.
+      if (pending + (unit.end - unit.begin) >= (int64_t{1} << 32)) flush();
+      pending += unit.end - unit.begin;
       if (weighted) {
         int64_t r = labeler.label(b.labels + unit.begin, b.h, b.w, thr);
         slotRegions[s] += r;
@@ -278,9 +284,6 @@ void Sweep::bucketPass1() {
         }
         break;
       }
-      // uint32 copies cannot overflow before 4 * 2^32 elements; flush well before that.
-      pending += unit.end - unit.begin;
-      if (pending > (int64_t{1} << 32)) flush();
     }
     flush();
   }
