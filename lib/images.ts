@@ -14,6 +14,8 @@ import { extname, join } from 'node:path';
 import sharp from 'sharp';
 import { decodeBmp, isBmp } from './bmp.js';
 import { AnomalensError, callNative } from './errors.js';
+import { sniffPixelFormat } from './image-header.js';
+import type { PixelFormat } from './image-header.js';
 import { native } from './native.js';
 import { describe, expectBoolean, expectInteger, expectNumber, expectObject, expectString } from './validate.js';
 
@@ -72,6 +74,15 @@ const MAX_SIZE = 65535;
 
 // ---- decoding ----------------------------------------------------------------------------
 
+async function metadataFormat(image: sharp.Sharp): Promise<PixelFormat> {
+  const meta = await image.metadata();
+  return {
+    grey: meta.space === 'b-w' || meta.space === 'grey16',
+    depth16: meta.depth === 'ushort',
+    alpha: !!meta.hasAlpha,
+  };
+}
+
 /**
  * Decodes an image file (PNG, JPEG, BMP, TIFF; and whatever else sharp reads) to 8-bit RGB.
  * A missing or unreadable file rejects with ERR_IO, a corrupt or truncated one with
@@ -107,13 +118,12 @@ export async function decodeImageRaw(path: string): Promise<RawImage> {
     // failOn 'error': truncated and corrupt data fail, libjpeg's benign warnings do not
     // (Pillow accepts those too).
     const image = sharp(bytes, { failOn: 'error', ignoreIcc: true });
-    const meta = await image.metadata();
-    const grey = meta.space === 'b-w' || meta.space === 'grey16';
+    const format = sniffPixelFormat(bytes) ?? (await metadataFormat(image));
     let pipeline: sharp.Sharp;
-    if (meta.depth === 'ushort' && grey && meta.channels === 1) {
+    if (format.grey && format.depth16 && !format.alpha) {
       // Pillow's 16-bit grey ("I;16"/"I") becomes RGB by clipping to 255; libvips' cast clips too.
       pipeline = image.toColourspace('grey16').raw({ depth: 'uchar' });
-    } else if (grey && meta.depth === 'uchar') {
+    } else if (format.grey && !format.depth16) {
       pipeline = image.toColourspace('b-w').raw();
     } else {
       // Colour (and 16-bit grey with alpha): sRGB 8-bit, 16-bit samples keep their high byte.

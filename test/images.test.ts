@@ -5,6 +5,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
+import sharp from 'sharp';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
   AnomalensError,
@@ -24,6 +25,7 @@ import type { Preprocess, RawImage } from '../lib/index.js';
 import { magneticTile, missing } from './helpers/shared-data.js';
 import { tempDir } from './helpers/tmp.js';
 import { referenceResize } from './helpers/pil-resize.js';
+import { sniffPixelFormat } from '../lib/image-header.js';
 
 const FIX = join(import.meta.dirname, 'fixtures', 'images');
 const DECODE = join(FIX, 'decode');
@@ -211,6 +213,22 @@ describe('decoding: Pillow convert("RGB") parity', () => {
     const expected = readFileSync(join(DECODE, `${name}.rgb`));
     // JPEG: sharp's libjpeg-turbo (mozjpeg) and Pillow's libjpeg-turbo decode identically here
     expect(maxAbsDiff(img.data, expected)).toBe(0);
+  });
+
+  it('header sniffing (PNG, JPEG) agrees with sharp metadata on every fixture and tile', async () => {
+    const paths = Object.keys(manifest).map((f) => join(DECODE, f));
+    if (!missing(magneticTile)) paths.push(...(await listImages(join(magneticTile, 'train', 'good'))).slice(0, 20));
+    let sniffed = 0;
+    for (const p of paths) {
+      const bytes = readFileSync(p);
+      const format = sniffPixelFormat(bytes);
+      if (!format) continue;
+      sniffed++;
+      const meta = await sharp(bytes).metadata();
+      expect({ grey: format.grey, depth16: format.depth16 }, p).toEqual({ grey: meta.space === 'b-w' || meta.space === 'grey16', depth16: meta.depth === 'ushort' });
+    }
+    expect(sniffed).toBeGreaterThan(15);
+    expect(sniffPixelFormat(readFileSync(join(DECODE, 'rgb.tif')))).toBeUndefined();
   });
 
   it('keeps grey images to one channel for the resampler', async () => {
