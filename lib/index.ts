@@ -1,7 +1,7 @@
 /** anomalens: visual anomaly detection for Node.js. */
 export { AnomalensError } from './errors.js';
 export { setNumThreads, numThreads, backends } from './runtime.js';
-export { readSafetensors, writeSafetensors } from './safetensors.js';
+export { readSafetensors, writeSafetensors, SafetensorsWriter } from './safetensors.js';
 export type { NamedTensor, SafetensorsContent } from './safetensors.js';
 export { Backbone, ARCHS, TORCHVISION_ARCHS, ONNX_V2_ARCHS, tapsOf } from './backbone.js';
 export type { Arch, BackboneOptions, LayerProfile, Tensor4 } from './backbone.js';
@@ -10,6 +10,9 @@ export {
   centerCropOffset, squareResize, IMAGENET_PREPROCESS, IMAGENET_MEAN, IMAGENET_STD, IMAGE_EXTENSIONS,
 } from './images.js';
 export type { Preprocess, DecodedImage, RawImage, ImageBatch } from './images.js';
+export { writeFeatures } from './features.js';
+export type { FeatureSource, FeaturesSummary, WriteFeaturesOptions } from './features.js';
+export { createProgress } from './progress.js';
 export { imageAuroc, pixelAuroc, aupro, f1Max, averagePrecision, rocCurve, prCurve, proCurve, Evaluator } from './metrics.js';
 export type {
   AuproOptions, CurveOptions, Evaluation, EvaluatorBatch, EvaluatorOptions, F1Max, ImageMetrics, LabelOptions, Labels, Maps,

@@ -153,3 +153,30 @@ describe('backbone weights handling', () => {
     expect(layers.every((l) => l.impl.length > 0 && l.ms >= 0)).toBe(true);
   });
 });
+
+describe('real ResNet-50 v2 ImageNet weights on magnetic-tile images (float64 reference)', async () => {
+  const { resnet50v2Weights, magneticTile, missing } = await import('./helpers/shared-data.js');
+  const { loadBatch, IMAGENET_PREPROCESS } = await import('../lib/images.js');
+  const reason = missing(resnet50v2Weights) ?? missing(magneticTile);
+  const real: { images: string[]; input: TapFixture; taps: Record<string, TapFixture> } = JSON.parse(
+    readFileSync(join(import.meta.dirname, 'fixtures/backbone/real.json'), 'utf8'),
+  );
+  it.skipIf(reason)(`stem and stages 1-3 within 1e-4 relative${reason ? ` (${reason})` : ''}`, async () => {
+    const batch = await loadBatch(real.images.map((p) => join(magneticTile, p)), IMAGENET_PREPROCESS);
+    // Preprocessing first, so a failure says which half differs.
+    expect(batch.shape).toEqual(real.input.shape);
+    expect(sampleError(batch.data, real.input), 'preprocessed input').toBeLessThan(1e-5);
+    const bb = await Backbone.load({ arch: 'resnet50_v2', weights: resnet50v2Weights });
+    expect(bb.availableTaps).toEqual(['stem', 'stage1', 'stage2', 'stage3']);
+    const out = await bb.extract(batch, ['stem', 'stage1', 'stage2', 'stage3']);
+    for (const [tap, ref] of Object.entries(real.taps)) {
+      expect(out[tap].shape).toEqual(ref.shape);
+      expect(sampleError(out[tap].data, ref), tap).toBeLessThan(1e-4);
+      expect(Math.abs(l2(out[tap].data) - ref.l2) / ref.l2, `${tap} l2`).toBeLessThan(1e-4);
+    }
+    const err = await bb.extract(batch, ['stage4']).catch((e) => e);
+    expect(err.code).toBe('ERR_WEIGHTS_MISMATCH');
+    bb.dispose();
+  });
+  if (reason) it('real-weights parity skipped', () => console.log(reason));
+});
