@@ -13,9 +13,13 @@ class ComponentLabeler {
  public:
   // Labels the pixels of the h x w mask whose value is > threshold. Returns the number of
   // regions. Afterwards regionSize(p) is the size of the region of foreground pixel p
-  // (undefined for background pixels, whose labels are never written).
+  // (meaningless for background pixels, whose labels are never written; bounds-checked so
+  // that a mask modified by another thread meanwhile cannot make it read out of range).
   int64_t label(const uint8_t* mask, int64_t h, int64_t w, int threshold);
-  uint32_t regionSize(int64_t p) const { return sizes_[static_cast<size_t>(labels_[static_cast<size_t>(p)])]; }
+  uint32_t regionSize(int64_t p) const {
+    const size_t l = static_cast<size_t>(labels_[static_cast<size_t>(p)]);
+    return l < sizes_.size() ? sizes_[l] : 1u;
+  }
 
  private:
   int32_t find(int32_t x);

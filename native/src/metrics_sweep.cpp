@@ -210,9 +210,13 @@ bool histogramUnit(const float* sc, const uint8_t* lb, int64_t begin, int64_t en
 // Pass 2 over one unit: appends the low key half of every element of a resolved bucket at
 // its slot's offset. The offset of the current (bucket, class) stays in a register while
 // consecutive elements share it.
+// Writes are bounds-checked against the arrays (posCount = positives in keys, total = all):
+// if the caller modified the input since pass 1, results are wrong (and detected after the
+// pass) but memory is never written out of range.
 template <bool Weighted>
 void scatterUnit(const float* sc, const uint8_t* lb, int64_t begin, int64_t end, uint8_t thr, const uint8_t* resolved,
-                 uint64_t* offsets, uint16_t* keys, uint32_t* sizes, const ComponentLabeler& labeler) {
+                 uint64_t* offsets, uint16_t* keys, uint64_t total, uint32_t* sizes, uint64_t posCount,
+                 const ComponentLabeler& labeler) {
   uint32_t cur = UINT32_MAX;
   uint64_t at = 0;
   for (int64_t i = begin; i < end; ++i) {
@@ -226,8 +230,9 @@ void scatterUnit(const float* sc, const uint8_t* lb, int64_t begin, int64_t end,
       cur = code;
       at = offsets[code];
     }
-    if (Weighted && pos) sizes[at] = labeler.regionSize(i - begin);
-    keys[at++] = static_cast<uint16_t>(key);
+    if (at < total) keys[at] = static_cast<uint16_t>(key);
+    if (Weighted && pos && at < posCount) sizes[at] = labeler.regionSize(i - begin);
+    ++at;
   }
   if (cur != UINT32_MAX) offsets[cur] = at;
 }
@@ -335,6 +340,8 @@ void Sweep::resolve(const std::vector<uint8_t>& need) {
   // Slot counts become each slot's write offsets inside every resolved bucket; negatives
   // follow all positives in keys_.
   const size_t slots = slotBegin_.size() - 1;
+  keyCount_ = posTotal + negTotal;
+  posKeyCount_ = posTotal;
   for (Bucket& b : buckets_) {
     if (!b.resolved) continue;
     b.negBegin += posTotal;
@@ -348,7 +355,20 @@ void Sweep::resolve(const std::vector<uint8_t>& need) {
       n += cn;
     }
   }
+  std::vector<std::vector<uint64_t>> start = slotCounts_;
   bucketPass2();
+  // Every slot must have filled exactly its share: offsets(s) now equal the start of slot
+  // s + 1 (or the bucket's end). Anything else means the input changed since pass 1.
+  for (const Bucket& b : buckets_) {
+    if (!b.resolved) continue;
+    for (size_t s = 0; s < slots; ++s) {
+      const uint64_t endPos = s + 1 < slots ? start[s + 1][2 * b.id + 1] : b.posBegin + b.pos;
+      const uint64_t endNeg = s + 1 < slots ? start[s + 1][2 * b.id] : b.negBegin + b.neg;
+      require(slotCounts_[s][2 * b.id + 1] == endPos && slotCounts_[s][2 * b.id] == endNeg,
+              "the scores or labels changed while the metrics were being computed: do not modify the arrays "
+              "until the returned promise settles");
+    }
+  }
 }
 
 void Sweep::bucketPass2() {
@@ -367,7 +387,7 @@ void Sweep::bucketPass2() {
       const ScoreBlock& b = set_.blocks[unit.block];
       if (weighted && imageHasDefects_[u]) labeler.label(b.labels + unit.begin, b.h, b.w, thr);
       scatter(b.scores32, b.labels, unit.begin, unit.end, thr, resolvedById.data(), slotCounts_[s].data(), keys_.get(),
-              posSizes_.get(), labeler);
+              keyCount_, posSizes_.get(), posKeyCount_, labeler);
     }
   }
 }

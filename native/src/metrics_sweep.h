@@ -107,6 +107,7 @@ class Sweep {
   std::vector<Bucket> buckets_;
   std::unique_ptr<uint16_t[]> keys_;      // low key halves: all resolved positives, then negatives
   std::unique_ptr<uint32_t[]> posSizes_;  // region size of each resolved positive (weighted)
+  uint64_t keyCount_ = 0, posKeyCount_ = 0;
   std::vector<Step> sortedSteps_;  // sort engine
   uint64_t positives_ = 0, negatives_ = 0;
   int64_t regions_ = 0;
