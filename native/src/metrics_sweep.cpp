@@ -295,7 +295,6 @@ void Sweep::bucketPass1() {
   for (const Problem& p : problems)
     if (p.found) throwProblem(set_, p);
 
-  bucketIndex_.assign(kBuckets, -1);
   Cumulative c;
   for (int64_t id = kBuckets - 1; id >= 0; --id) {
     Bucket b;
@@ -310,7 +309,6 @@ void Sweep::bucketPass1() {
     c.tp += b.pos;
     c.fp += b.neg;
     c.weight += b.weight;
-    bucketIndex_[id] = static_cast<int32_t>(buckets_.size());
     buckets_.push_back(b);
   }
   positives_ = c.tp;

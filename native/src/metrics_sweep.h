@@ -47,7 +47,7 @@ struct Bucket {
   uint64_t posBegin = 0, negBegin = 0;  // offsets into the key array when resolved
 };
 
-// Per-thread working memory of steps(): counting bins and sort buffers.
+// Per-thread working memory of forEachStep(): counting bins and sort buffers.
 struct SweepScratch {
   std::vector<uint32_t> countPos, countNeg;
   std::vector<double> countWeight;
@@ -75,7 +75,8 @@ class Sweep {
   size_t numBuckets() const { return buckets_.size(); }
   const Bucket& bucket(size_t k) const { return buckets_[k]; }
 
-  // Pass 2: makes steps() split bucket k into distinct values wherever need[k] is non-zero.
+  // Pass 2: makes forEachStep() split bucket k into its distinct values wherever need[k] is
+  // non-zero (call once; the other buckets stay one aggregate step).
   void resolve(const std::vector<uint8_t>& need);
 
   // Calls visit(const Step&) for the steps of bucket k in descending score order.
@@ -103,7 +104,6 @@ class Sweep {
   // write offsets into keys_ for pass 2.
   std::vector<std::vector<uint64_t>> slotCounts_;
   std::vector<uint8_t> imageHasDefects_;  // per unit when weighted
-  std::vector<int32_t> bucketIndex_;      // bucket id -> k, or -1
   std::vector<Bucket> buckets_;
   std::unique_ptr<uint16_t[]> keys_;      // low key halves: all resolved positives, then negatives
   std::unique_ptr<uint32_t[]> posSizes_;  // region size of each resolved positive (weighted)
