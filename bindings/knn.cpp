@@ -91,27 +91,65 @@ class MemoryBankWrap : public Napi::ObjectWrap<MemoryBankWrap> {
   }
 
  private:
-  friend class BankWorker;
-
-  // Refuses when the bank is disposed, or busy in a way that conflicts with `exclusive` work.
+  // The bank, once `op` may start (readers overlap; `exclusive` ops need the bank alone).
   MemoryBank& use(Napi::Env env, const char* op, bool exclusive) {
-    if (!bank_) throw makeError(env, "ERR_DISPOSED", std::string("MemoryBank.") + op + ": the bank was disposed");
-    if (writing_ || (exclusive && readers_ > 0))
-      throw makeError(env, "ERR_BUSY", std::string("MemoryBank.") + op + ": " +
-                                           (writing_ ? "an add() is in flight" : "a search() or save() is in flight") +
-                                           "; await it first");
+    busy_.check(env, std::string("MemoryBank.") + op, !bank_, exclusive);
     return *bank_;
   }
+  GuardedWorker* worker(Napi::Env env, const char* name, bool exclusive) {
+    return new GuardedWorker(env, name, Value(), &busy_, exclusive, bank_);
+  }
 
-  Napi::Value Add(const Napi::CallbackInfo& info);
-  Napi::Value Search(const Napi::CallbackInfo& info);
-  Napi::Value Save(const Napi::CallbackInfo& info);
+  Napi::Value Add(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    MemoryBank& bank = use(env, "add", true);
+    ArgReader args(info, "MemoryBank.add");
+    int64_t n = args.integer(1, "n");
+    const float* rows = args.float32(0, "rows", n * bank.dim());
+    GuardedWorker* w = worker(env, "MemoryBank.add", true);
+    w->pin(info[0]);
+    w->work = [&bank, rows, n, finite = &w->finite] {
+      if (finite->check(rows, n * bank.dim(), "rows", bank.dim())) bank.add(rows, n);
+    };
+    Napi::Promise p = w->promise();
+    w->Queue();
+    return p;
+  }
+
+  Napi::Value Search(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    MemoryBank& bank = use(env, "search", false);
+    ArgReader args(info, "MemoryBank.search");
+    int64_t m = args.integer(1, "m"), k = args.integer(2, "k");
+    const float* queries = args.float32(0, "queries", m * bank.dim());
+    float* distances = args.float32(3, "distances", m * k);
+    int32_t* indices = args.int32(4, "indices", m * k);
+    GuardedWorker* w = worker(env, "MemoryBank.search", false);
+    for (int i : {0, 3, 4}) w->pin(info[i]);
+    w->work = [&bank, queries, m, k, distances, indices, finite = &w->finite] {
+      if (finite->check(queries, m * bank.dim(), "queries", bank.dim())) bank.search(queries, m, k, distances, indices);
+    };
+    Napi::Promise p = w->promise();
+    w->Queue();
+    return p;
+  }
+
+  Napi::Value Save(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    MemoryBank& bank = use(env, "save", false);
+    std::string path = ArgReader(info, "MemoryBank.save").string(0, "path");
+    GuardedWorker* w = worker(env, "MemoryBank.save", false);
+    w->work = [&bank, path] { bank.save(path); };
+    Napi::Promise p = w->promise();
+    w->Queue();
+    return p;
+  }
+
   static Napi::Value Load(const Napi::CallbackInfo& info);
 
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (bank_ && (writing_ || readers_ > 0))
-      throw makeError(env, "ERR_BUSY", "MemoryBank.dispose: an operation on this bank is in flight; await it first");
+    if (bank_) busy_.check(env, "MemoryBank.dispose", false, true);
     bank_.reset();
     return env.Undefined();
   }
@@ -127,86 +165,8 @@ class MemoryBankWrap : public Napi::ObjectWrap<MemoryBankWrap> {
   Napi::Value Disposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !bank_); }
 
   std::shared_ptr<MemoryBank> bank_;
-  int readers_ = 0;       // search() / save() in flight
-  bool writing_ = false;  // add() in flight
+  BusyState busy_;
 };
-
-// Runs `work` on the bank off the main thread and releases the busy mark when done.
-class BankWorker : public PromiseWorker {
- public:
-  BankWorker(Napi::Env env, const char* name, MemoryBankWrap* wrap, bool exclusive)
-      : PromiseWorker(env, name), wrap_(wrap), bank_(wrap->bank_), exclusive_(exclusive) {
-    pin(wrap->Value());
-    if (exclusive_) wrap_->writing_ = true;
-    else ++wrap_->readers_;
-  }
-  std::function<void()> work;
-  FiniteCheck finite;
-
- protected:
-  void compute() override { work(); }
-  Napi::Value result(Napi::Env env) override {
-    finite.throwIfFound(env);
-    return env.Undefined();
-  }
-  void finished() override {
-    if (exclusive_) wrap_->writing_ = false;
-    else --wrap_->readers_;
-  }
-
- private:
-  MemoryBankWrap* wrap_;
-  std::shared_ptr<MemoryBank> bank_;  // keeps the bank alive for the work
-  bool exclusive_;
-};
-
-Napi::Value MemoryBankWrap::Add(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  MemoryBank& bank = use(env, "add", true);
-  ArgReader args(info, "MemoryBank.add");
-  int64_t n = args.integer(1, "n");
-  const float* rows = args.float32(0, "rows", n * bank.dim());
-  auto* w = new BankWorker(env, "MemoryBank.add", this, true);
-  w->pin(info[0]);
-  FiniteCheck* finite = &w->finite;
-  w->work = [&bank, rows, n, finite] {
-    if (finite->check(rows, n * bank.dim(), "rows", bank.dim())) bank.add(rows, n);
-  };
-  Napi::Promise p = w->promise();
-  w->Queue();
-  return p;
-}
-
-Napi::Value MemoryBankWrap::Search(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  MemoryBank& bank = use(env, "search", false);
-  ArgReader args(info, "MemoryBank.search");
-  int64_t m = args.integer(1, "m"), k = args.integer(2, "k");
-  const float* queries = args.float32(0, "queries", m * bank.dim());
-  float* distances = args.float32(3, "distances", m * k);
-  int32_t* indices = args.int32(4, "indices", m * k);
-  auto* w = new BankWorker(env, "MemoryBank.search", this, false);
-  for (int i : {0, 3, 4}) w->pin(info[i]);
-  FiniteCheck* finite = &w->finite;
-  w->work = [&bank, queries, m, k, distances, indices, finite] {
-    if (finite->check(queries, m * bank.dim(), "queries", bank.dim())) bank.search(queries, m, k, distances, indices);
-  };
-  Napi::Promise p = w->promise();
-  w->Queue();
-  return p;
-}
-
-Napi::Value MemoryBankWrap::Save(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  MemoryBank& bank = use(env, "save", false);
-  ArgReader args(info, "MemoryBank.save");
-  std::string path = args.string(0, "path");
-  auto* w = new BankWorker(env, "MemoryBank.save", this, false);
-  w->work = [&bank, path] { bank.save(path); };
-  Napi::Promise p = w->promise();
-  w->Queue();
-  return p;
-}
 
 class BankLoadWorker : public PromiseWorker {
  public:

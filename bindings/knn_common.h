@@ -5,10 +5,13 @@
 
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <limits>
+#include <memory>
 #include <string>
 
 #include "anomalens/knn.h"
+#include "common.h"
 
 namespace anomalens::bindings {
 
@@ -84,6 +87,55 @@ class FiniteCheck {
   int64_t index_ = -1;
   int64_t dim_ = 1;
   float value_ = 0;
+};
+
+// In-flight bookkeeping of a wrapped native object: readers (search, save) may overlap each
+// other; writers (add, train, setters) and dispose() need the object to themselves.
+struct BusyState {
+  int readers = 0;
+  bool writing = false;
+
+  // Throws ERR_DISPOSED / ERR_BUSY as a JS error when `op` may not start now.
+  void check(Napi::Env env, const std::string& what, bool disposed, bool exclusive) const {
+    if (disposed) throw makeError(env, "ERR_DISPOSED", what + ": the object was disposed");
+    if (writing || (exclusive && readers > 0))
+      throw makeError(env, "ERR_BUSY", what + ": " +
+                                           (writing ? std::string("a write (add/train) is in flight")
+                                                    : std::string("a search or save is in flight")) +
+                                           "; await it first");
+  }
+};
+
+// A PromiseWorker that runs `work` on the worker thread, keeps `owner` (the JS wrapper) and
+// `keepAlive` (the native object) alive, and releases the busy mark when done. NaN found by
+// `finite` rejects with a RangeError.
+class GuardedWorker : public PromiseWorker {
+ public:
+  GuardedWorker(Napi::Env env, const char* name, Napi::Object owner, BusyState* busy, bool exclusive,
+                std::shared_ptr<void> keepAlive)
+      : PromiseWorker(env, name), busy_(busy), exclusive_(exclusive), keepAlive_(std::move(keepAlive)) {
+    pin(owner);
+    if (exclusive_) busy_->writing = true;
+    else ++busy_->readers;
+  }
+  std::function<void()> work;
+  FiniteCheck finite;
+
+ protected:
+  void compute() override { work(); }
+  Napi::Value result(Napi::Env env) override {
+    finite.throwIfFound(env);
+    return env.Undefined();
+  }
+  void finished() override {
+    if (exclusive_) busy_->writing = false;
+    else --busy_->readers;
+  }
+
+ private:
+  BusyState* busy_;
+  bool exclusive_;
+  std::shared_ptr<void> keepAlive_;
 };
 
 }  // namespace anomalens::bindings

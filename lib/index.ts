@@ -20,3 +20,5 @@ export type {
 } from './metrics.js';
 export { knnSearch, MemoryBank, KNN_METRICS, KNN_MAX_K } from './knn.js';
 export type { KnnMetric, KnnResult, KnnOutput, KnnSearchOptions, Matrix, MemoryBankOptions } from './knn.js';
+export { FaissIndex } from './knn-faiss.js';
+export type { FaissIndexOptions, FaissMetric } from './knn-faiss.js';

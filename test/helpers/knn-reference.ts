@@ -47,6 +47,31 @@ export function pairDistance(a: Float32Array, ai: number, b: Float32Array, bi: n
   }
 }
 
+// Sorted candidate lists per (database, queries, metric), so that checking several k on the
+// same data costs one brute force.
+const sortedCache = new WeakMap<Float32Array, WeakMap<Float32Array, Map<string, { j: number; v: number }[][]>>>();
+
+function sortedAll(db: Float32Array, queries: Float32Array, d: number, metric: KnnMetric): { j: number; v: number }[][] {
+  let byQueries = sortedCache.get(db);
+  if (!byQueries) sortedCache.set(db, (byQueries = new WeakMap()));
+  let byMetric = byQueries.get(queries);
+  if (!byMetric) byQueries.set(queries, (byMetric = new Map()));
+  const key = `${metric}/${d}`;
+  const hit = byMetric.get(key);
+  if (hit) return hit;
+  const n = db.length / d;
+  const m = queries.length / d;
+  const sign = metric === 'ip' ? -1 : 1;
+  const lists = [];
+  for (let i = 0; i < m; i++) {
+    const all = Array.from({ length: n }, (_, j) => ({ j, v: pairDistance(queries, i, db, j, d, metric) }));
+    all.sort((a, b) => sign * (a.v - b.v) || a.j - b.j);
+    lists.push(all);
+  }
+  byMetric.set(key, lists);
+  return lists;
+}
+
 /** Brute force: every pair in float64, sorted by (distance, index) (ip: largest first). */
 export function naiveKnn(
   db: Float32Array,
@@ -55,17 +80,14 @@ export function naiveKnn(
   k: number,
   metric: KnnMetric,
 ): { distances: Float64Array; indices: Int32Array } {
-  const n = db.length / d;
-  const m = queries.length / d;
+  const lists = sortedAll(db, queries, d, metric);
+  const m = lists.length;
   const distances = new Float64Array(m * k);
   const indices = new Int32Array(m * k);
-  const sign = metric === 'ip' ? -1 : 1;
   for (let i = 0; i < m; i++) {
-    const all = Array.from({ length: n }, (_, j) => ({ j, v: pairDistance(queries, i, db, j, d, metric) }));
-    all.sort((a, b) => sign * (a.v - b.v) || a.j - b.j);
     for (let t = 0; t < k; t++) {
-      distances[i * k + t] = all[t].v;
-      indices[i * k + t] = all[t].j;
+      distances[i * k + t] = lists[i][t].v;
+      indices[i * k + t] = lists[i][t].j;
     }
   }
   return { distances, indices };
