@@ -21,6 +21,7 @@ constexpr uint32_t kBuckets = kBucketCount;
 constexpr int64_t kChunk = 1 << 18;
 // Below this many elements the sort engine is faster than zeroing and merging histograms.
 constexpr int64_t kSortEngineMax = 1 << 16;
+constexpr int kSlotsPerThread = 4;
 
 inline uint32_t floatBits(float f) {
   uint32_t b;
@@ -163,7 +164,11 @@ void Sweep::buildUnits() {
   // Slots of about equal element counts, in input order.
   int64_t total = 0;
   for (const Unit& u : units_) total += u.end - u.begin;
-  const size_t slots = std::max<size_t>(1, std::min<size_t>(units_.size(), static_cast<size_t>(omp_get_max_threads())));
+  // A few slots per thread, scheduled dynamically, so that a thread the OS descheduled does
+  // not hold the others up; each slot costs ~1 MB of counts that live until the end.
+  const size_t perThread = static_cast<size_t>(std::max(1, kSlotsPerThread));
+  const size_t slots = std::max<size_t>(
+      1, std::min<size_t>(units_.size(), perThread * static_cast<size_t>(omp_get_max_threads())));
   slotBegin_.assign(1, 0);
   int64_t done = 0;
   for (size_t u = 0; u < units_.size(); ++u) {
