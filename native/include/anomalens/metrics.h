@@ -11,7 +11,7 @@
 // Memory: no per-pixel objects. Scores are grouped by the top 16 bits of their (order-
 // preserving) float32 bit pattern; only the groups the requested metrics need are resolved,
 // through one array of 16-bit sort keys (2 bytes per resolved pixel; AUPRO adds 4 bytes per
-// defect pixel for its region size). Histograms and counting bins take about 6 MB per
+// defect pixel for its region size). Histograms and counting bins take about 12 MB per
 // thread; AUPRO's labelling 4 bytes per pixel of the largest image per thread.
 // Inputs of fewer than 65536 elements, and float64 scores, take a plain sort (16 bytes per
 // element) instead.
