@@ -26,12 +26,13 @@ export interface Preprocess {
   /** Centre crop: an int for a square, or [h, w]. Pads with 0 when larger than the image. */
   crop?: number | [number, number];
   /** Per-channel mean and std (RGB) of Normalize; default ImageNet's. */
-  mean?: [number, number, number];
-  std?: [number, number, number];
+  mean?: readonly [number, number, number];
+  std?: readonly [number, number, number];
 }
 
-export const IMAGENET_MEAN: [number, number, number] = [0.485, 0.456, 0.406];
-export const IMAGENET_STD: [number, number, number] = [0.229, 0.224, 0.225];
+type Triple = readonly [number, number, number];
+export const IMAGENET_MEAN: Triple = Object.freeze([0.485, 0.456, 0.406] as const);
+export const IMAGENET_STD: Triple = Object.freeze([0.229, 0.224, 0.225] as const);
 /** torchvision's ImageNet evaluation transform: Resize(256) + CenterCrop(224). */
 export const IMAGENET_PREPROCESS: Readonly<Preprocess> = Object.freeze({ resize: 256, crop: 224 });
 
@@ -68,7 +69,7 @@ export interface ImageBatch {
 }
 
 /** File extensions listImages recognises (lower case). */
-export const IMAGE_EXTENSIONS: readonly string[] = ['.bmp', '.jpeg', '.jpg', '.png', '.tif', '.tiff'];
+export const IMAGE_EXTENSIONS: readonly string[] = Object.freeze(['.bmp', '.jpeg', '.jpg', '.png', '.tif', '.tiff']);
 
 const MAX_SIZE = 65535;
 
@@ -216,8 +217,8 @@ export function centerCropOffset(size: number, crop: number): number {
 interface NormalisedPreprocess {
   resize: number | [number, number];
   crop: [number, number] | undefined;
-  mean: [number, number, number];
-  std: [number, number, number];
+  mean: Triple;
+  std: Triple;
 }
 
 function expectSize(value: unknown, name: string): number | [number, number] {
@@ -229,13 +230,14 @@ function expectSize(value: unknown, name: string): number | [number, number] {
   throw new TypeError(`${name} must be an integer or an [height, width] pair, received ${describe(value)}`);
 }
 
-function expectTriple(value: unknown, name: string, nonZero: boolean): [number, number, number] {
+function expectTriple(value: unknown, name: string, nonZero: boolean): Triple {
   if (!Array.isArray(value) || value.length !== 3) throw new TypeError(`${name} must be an array of 3 numbers, received ${describe(value)}`);
-  return value.map((v, i) => {
+  const [a, b, c] = value.map((v, i) => {
     const x = expectNumber(v, `${name}[${i}]`);
     if (nonZero && x === 0) throw new RangeError(`${name}[${i}] must be non-zero, received 0`);
     return x;
-  }) as [number, number, number];
+  });
+  return [a, b, c];
 }
 
 function normalisePreprocess(pre: unknown, name = 'pre'): NormalisedPreprocess {
