@@ -20,7 +20,8 @@ const fromSource = truthy(process.env.ANOMALENS_BUILD_FROM_SOURCE) || truthy(pro
 const debianPackages = 'cmake g++ make libdnnl-dev libfaiss-dev libopenblas-openmp-dev nlohmann-json3-dev';
 
 if (!fromSource) {
-  if (existsSync(join(root, 'prebuilds')) && !existsSync(join(prebuilt, 'anomalens.node'))) {
+  const built = existsSync(join(root, 'build', 'Release', 'anomalens.node'));
+  if (existsSync(join(root, 'prebuilds')) && !existsSync(join(prebuilt, 'anomalens.node')) && !built) {
     console.warn([
       `anomalens: no prebuilt binary for ${target}; this package carries linux-x64 (glibc) only.`,
       '  Build it from source (Debian/Ubuntu packages shown; other systems need the same libraries):',
