@@ -23,8 +23,10 @@ if (!fromSource) {
   const built = existsSync(join(root, 'build', 'Release', 'anomalens.node'));
   if (existsSync(join(root, 'prebuilds')) && !existsSync(join(prebuilt, 'anomalens.node')) && !built) {
     console.warn([
-      `anomalens: no prebuilt binary for ${target}; this package carries linux-x64 (glibc) only.`,
-      '  Build it from source (Debian/Ubuntu packages shown; other systems need the same libraries):',
+      target === 'linux-x64'
+        ? `anomalens: ${prebuilt} is missing: reinstall (rm -rf node_modules/anomalens && npm install), or`
+        : `anomalens: no prebuilt binary for ${target}; this package carries linux-x64 (glibc) only.`,
+      '  build from source (Debian/Ubuntu packages shown; other systems need the same libraries):',
       `    apt-get install ${debianPackages}`,
       '    npm install --save-dev cmake-js node-addon-api',
       '    ANOMALENS_BUILD_FROM_SOURCE=1 npm rebuild --foreground-scripts anomalens',
