@@ -22,3 +22,5 @@ export { knnSearch, MemoryBank, KNN_METRICS, KNN_MAX_K } from './knn.js';
 export type { KnnMetric, KnnResult, KnnOutput, KnnSearchOptions, Matrix, MemoryBankOptions } from './knn.js';
 export { FaissIndex } from './knn-faiss.js';
 export type { FaissIndexOptions, FaissMetric } from './knn-faiss.js';
+export { coresetSubsample, coresetProjectedFeatures, coresetProjectionMatrix, coresetStartIndices } from './knn-coreset.js';
+export type { CoresetOptions, CoresetProjectionOptions } from './knn-coreset.js';

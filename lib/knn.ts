@@ -9,6 +9,13 @@ import { AnomalensError, callNative, callNativeSync } from './errors.js';
 import { native } from './native.js';
 import { describe, expectInteger, expectObject, expectOneOf, expectString } from './validate.js';
 
+// The approximate indexes and the coreset live in their own files; importing them from here
+// works too.
+export { FaissIndex } from './knn-faiss.js';
+export type { FaissIndexOptions, FaissMetric } from './knn-faiss.js';
+export { coresetSubsample, coresetProjectedFeatures, coresetProjectionMatrix, coresetStartIndices } from './knn-coreset.js';
+export type { CoresetOptions, CoresetProjectionOptions } from './knn-coreset.js';
+
 export type KnnMetric = 'l2sq' | 'l2' | 'ip' | 'cosine';
 export const KNN_METRICS: readonly KnnMetric[] = ['l2sq', 'l2', 'ip', 'cosine'];
 /** The largest k any search accepts. */

@@ -197,3 +197,41 @@ export function xxh64(data: Uint8Array, seed = 0n): bigint {
   acc ^= acc >> 32n;
   return acc;
 }
+
+/**
+ * The original PatchCore greedy loop in float64 on already-projected rows (n x p): initial
+ * distance = mean Euclidean distance to the starting rows, then repeatedly the farthest row
+ * (lowest index on ties) and a min-update. `follow` (optional) replays another
+ * implementation's choices, so the check can report how far each choice is from the best.
+ */
+export function referenceCoreset(
+  rows: Float32Array,
+  p: number,
+  count: number,
+  starts: Int32Array,
+  follow?: Int32Array,
+): { indices: Int32Array; slack: number[] } {
+  const n = rows.length / p;
+  const dist = (i: number, j: number) => {
+    let s = 0;
+    for (let t = 0; t < p; t++) s += (rows[i * p + t] - rows[j * p + t]) ** 2;
+    return Math.sqrt(s);
+  };
+  const mind = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    let s = 0;
+    for (const st of starts) s += dist(i, st);
+    mind[i] = s / starts.length;
+  }
+  const indices = new Int32Array(count);
+  const slack: number[] = [];
+  for (let t = 0; t < count; t++) {
+    let best = 0;
+    for (let i = 1; i < n; i++) if (mind[i] > mind[best]) best = i;
+    const chosen = follow ? follow[t] : best;
+    slack.push((mind[best] - mind[chosen]) / Math.max(mind[best], 1e-30));
+    indices[t] = best;
+    for (let i = 0; i < n; i++) mind[i] = Math.min(mind[i], dist(i, chosen));
+  }
+  return { indices, slack };
+}
