@@ -90,7 +90,7 @@ MetricResults computeMetrics(const ScoreSet& set, unsigned flags, const MetricOp
 
   std::vector<Partial> parts(K);
   const double nOk = static_cast<double>(N), nRegions = static_cast<double>(R);
-#pragma omp parallel
+#pragma omp parallel if (K > 1)
   {
     SweepScratch scratch;
 #pragma omp for schedule(dynamic, 1)
