@@ -16,7 +16,7 @@
  * the native core allocates one 16-bit sort key per pixel whose score range holds both classes
  * (2 bytes per pixel at most; AUPRO adds 4 bytes per defect pixel), about 12 MB of histograms
  * per thread and, for AUPRO, 4 bytes per pixel of the largest image per thread. So 10^8 pixels
- * (400 MB of maps + 100 MB of masks) need at most ~200 MB more (measured: 101 MB on noise
+ * (400 MB of maps + 100 MB of masks) need at most ~200 MB more (measured: 115 MB on noise
  * maps). Inputs below 65536 elements and float64 scores use a plain sort instead (16 bytes
  * per element).
  *
