@@ -15,8 +15,6 @@
 namespace anomalens::bindings {
 namespace {
 
-Napi::Value get(Napi::Object o, const char* key) { return o.Get(key); }
-
 double numberOr(Napi::Object o, const char* key, double fallback) {
   Napi::Value v = o.Get(key);
   return v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : fallback;
@@ -26,6 +24,14 @@ Napi::Array arrayField(Napi::Object o, const char* key) {
   Napi::Value v = o.Get(key);
   if (!v.IsArray()) throw Napi::TypeError::New(o.Env(), std::string("metrics spec.") + key + " must be an array");
   return v.As<Napi::Array>();
+}
+
+int64_t dimAt(Napi::Array dims, uint32_t i) {
+  Napi::Value v = dims.Get(i);
+  const double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+  if (!(d >= 0 && d <= 9007199254740991.0) || d != static_cast<double>(static_cast<int64_t>(d)))
+    throw Napi::RangeError::New(dims.Env(), "metrics spec.dims[" + std::to_string(i) + "] must be a non-negative integer");
+  return static_cast<int64_t>(d);
 }
 
 // Reads the blocks of `spec` into `set`, pinning every array on `worker`.
@@ -42,9 +48,9 @@ void readSet(Napi::Object spec, PromiseWorker& worker, ScoreSet& set) {
   set.labelThreshold = threshold < 0 ? 0 : static_cast<int>(threshold);
   for (uint32_t i = 0; i < count; ++i) {
     ScoreBlock b;
-    b.n = static_cast<int64_t>(dims.Get(3 * i).As<Napi::Number>().DoubleValue());
-    b.h = static_cast<int64_t>(dims.Get(3 * i + 1).As<Napi::Number>().DoubleValue());
-    b.w = static_cast<int64_t>(dims.Get(3 * i + 2).As<Napi::Number>().DoubleValue());
+    b.n = dimAt(dims, 3 * i);
+    b.h = dimAt(dims, 3 * i + 1);
+    b.w = dimAt(dims, 3 * i + 2);
     b.name = names.Get(i).ToString().Utf8Value();
     b.labelsName = labelNames.Get(i).ToString().Utf8Value();
     const size_t expected = static_cast<size_t>(numel({b.n, b.h, b.w}));
@@ -121,7 +127,7 @@ class CurveWorker : public PromiseWorker {
  public:
   CurveWorker(Napi::Env env, Napi::Object spec) : PromiseWorker(env, "metricsCurve") {
     readSet(spec, *this, set_);
-    std::string kind = get(spec, "curve").ToString().Utf8Value();
+    std::string kind = spec.Get("curve").ToString().Utf8Value();
     if (kind == "roc") kind_ = CurveKind::Roc;
     else if (kind == "pr") kind_ = CurveKind::PrecisionRecall;
     else if (kind == "pro") kind_ = CurveKind::Pro;

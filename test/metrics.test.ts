@@ -14,6 +14,7 @@ import {
   rocCurve,
 } from '../lib/metrics.js';
 import { anyBlocks, Flag, mapBlocks, runCurve, runMetrics, scoreBlocks } from '../lib/metrics-input.js';
+import { native } from '../lib/native.js';
 import { numThreads, setNumThreads } from '../lib/runtime.js';
 import { hash32, imageCase, pixelSet, type ImageKind, type MapKind } from './helpers/metrics-data.js';
 import {
@@ -408,6 +409,25 @@ describe('bad input', () => {
     await rejects(aupro([map], [new Uint8Array(6).fill(1)]), /AUPRO is undefined: no defect-free pixel/);
     await rejects(proCurve([map], [new Uint8Array(6)]), /PRO curve is undefined/);
     expect(await averagePrecision([0.1, 0.2], [1, 1])).toBe(1);
+  });
+
+  it('the native binding re-checks what protects memory', () => {
+    const spec = (over: Record<string, unknown>) => ({
+      scores: [new Float32Array(6)],
+      labels: [new Uint8Array(6)],
+      dims: [1, 2, 3],
+      names: ['maps'],
+      labelNames: ['masks'],
+      flags: 1,
+      ...over,
+    });
+    expect(() => native().metrics(spec({ dims: [1, 2, 4] }))).toThrow(/must hold 8 elements, received 6 and 6/);
+    expect(() => native().metrics(spec({ labels: [new Uint8Array(5)] }))).toThrow(/received 6 and 5/);
+    expect(() => native().metrics(spec({ labels: [new Int8Array(6)] }))).toThrow(TypeError);
+    expect(() => native().metrics(spec({ scores: [new Int32Array(6)] }))).toThrow(TypeError);
+    expect(() => native().metrics(spec({ dims: [1, -2, 3] }))).toThrow(/dims\[1\] must be a non-negative integer/);
+    expect(() => native().metrics(spec({ names: [] }))).toThrow(/disagree in length/);
+    expect(() => native().metricsCurve(spec({ curve: 'det' }))).toThrow(/'roc', 'pr' or 'pro'/);
   });
 
   it('bad options are rejected before any work', async () => {
