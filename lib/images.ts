@@ -11,7 +11,7 @@
  */
 import { readFile, readdir, stat } from 'node:fs/promises';
 import { extname, join } from 'node:path';
-import sharp from 'sharp';
+import type { Sharp } from 'sharp';
 import { decodeBmp, isBmp } from './bmp.js';
 import { AnomalensError, callNative } from './errors.js';
 import { sniffPixelFormat } from './image-header.js';
@@ -75,7 +75,15 @@ const MAX_SIZE = 65535;
 
 // ---- decoding ----------------------------------------------------------------------------
 
-async function metadataFormat(image: sharp.Sharp): Promise<PixelFormat> {
+// sharp (libvips) is loaded on first use: it costs 50-100 ms, which commands and programs
+// that never decode an image should not pay.
+let sharpModule: Promise<typeof import('sharp')> | undefined;
+async function loadSharp(): Promise<typeof import('sharp')> {
+  sharpModule ??= import('sharp').then((m) => m.default);
+  return sharpModule;
+}
+
+async function metadataFormat(image: Sharp): Promise<PixelFormat> {
   const meta = await image.metadata();
   return {
     grey: meta.space === 'b-w' || meta.space === 'grey16',
@@ -118,9 +126,10 @@ export async function decodeImageRaw(path: string): Promise<RawImage> {
   try {
     // failOn 'error': truncated and corrupt data fail, libjpeg's benign warnings do not
     // (Pillow accepts those too).
+    const sharp = await loadSharp();
     const image = sharp(bytes, { failOn: 'error', ignoreIcc: true });
     const format = sniffPixelFormat(bytes) ?? (await metadataFormat(image));
-    let pipeline: sharp.Sharp;
+    let pipeline: Sharp;
     if (format.grey && format.depth16 && !format.alpha) {
       // Pillow's 16-bit grey ("I;16"/"I") becomes RGB by clipping to 255; libvips' cast clips too.
       pipeline = image.toColourspace('grey16').raw({ depth: 'uchar' });
