@@ -121,10 +121,11 @@ export async function pixelAuroc(maps: Maps, masks: Masks, options?: LabelOption
  * float32, so it differs from this in the ~7th digit).
  *
  * Other code reports different quantities under the same name:
- * - anomalib (up to 2.2, `anomalib.metrics.AUPRO`) computes one ROC curve per region, resamples
- *   each by threshold index onto a common grid, averages the resampled FPRs and TPRs, and
- *   divides the area by the last averaged FPR instead of fprLimit: the average of per-region
- *   curves on an index grid is not the PRO curve, and all of it is float32.
+ * - anomalib (up to 2.2, `anomalib.metrics.AUPRO`) computes one ROC curve per region (binned
+ *   when num_thresholds is set), resamples each by threshold index onto a common grid, averages
+ *   the resampled FPRs and TPRs, and divides the area by the last averaged FPR instead of
+ *   fprLimit: the average of per-region curves on an index grid is not the PRO curve, and all
+ *   of it is float32.
  * - The RD4AD code (`compute_pro` in hq-deng/RD4AD test.py) uses 200 equally spaced
  *   thresholds between the min and max score, keeps the points with FPR < 0.3 without
  *   interpolating to 0.3, rescales the FPR axis by its largest kept value, and computes the
