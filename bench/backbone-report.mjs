@@ -99,7 +99,7 @@ function profileTables(name, prof, peak, timedMs) {
   const peak2 = 2 * peak.perCore;
   const gfs = (g) => (g.gflop > 0 ? (g.gflop / g.ms) * 1000 : NaN);
   const pct = (g) => (g.gflop > 0 ? `${f((100 * gfs(g)) / peak2, 0)}%` : '');
-  const out = [`#### ${name} (${label}: ${layers.length} steps, profiled sum ${f(total)} ms per batch; fastest timed forward ${f(timedMs)} ms)`];
+  const out = [`#### ${name} (${label}: ${layers.length} steps, per-step minima of ${prof.runs} profiles, sum ${f(total)} ms per batch; fastest timed forward ${f(timedMs)} ms)`];
   out.push('', 'By stage:', '');
   out.push(table(['stage', 'steps', 'ms', 'share', 'GFLOP', 'GFLOP/s', '% of peak'],
     groupBy(layers, (l) => stageOf(l.name)).map((g) => [g.key, g.steps, f(g.ms), `${f((100 * g.ms) / total, 0)}%`, f(g.gflop, 2), f(gfs(g), 0), pct(g)])));
@@ -164,8 +164,8 @@ export function renderReport(run, results, profiles) {
   const names = Object.keys(profiles);
   if (names.length) {
     out.push('', '### Where the time goes (anomalens, batch 8, 2 threads)', '',
-      'Per-step minimum over the profiled runs of `Backbone.profile` (it waits after every step, so the sum ' +
-      'exceeds a normal forward slightly). GFLOP counts convolutions only.', '');
+      'Per-step minimum over `Backbone.profile` runs, one before the rounds and one after each round (profiling waits ' +
+      'after every step, so on a quiet machine the sum slightly exceeds a normal forward). GFLOP counts convolutions only.', '');
     for (const n of names) {
       const r = results.find((x) => `${x.arch}@${x.size}` === n && x.batch === 8 && x.threads === 2);
       out.push(profileTables(n, profiles[n], run.peak, r ? r.peers.ours.minMs * 8 : NaN), '');

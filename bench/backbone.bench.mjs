@@ -29,7 +29,6 @@ const int = (v, d) => (v === undefined || v === '' ? d : Number.parseInt(v, 10))
 const ROUNDS = int(env.BENCH_ROUNDS, QUICK ? 2 : 5);
 const TIME_MS = int(env.BENCH_TIME_MS, QUICK ? 0 : 1000);
 const MIN_ITERS = int(env.BENCH_MIN_ITERS, QUICK ? 2 : 3);
-const PROFILE_RUNS = QUICK ? 1 : 3;
 const WRITE = env.BENCH_WRITE ? env.BENCH_WRITE === '1' : !QUICK;
 const PEERS = (env.BENCH_PEERS ?? 'ours,eager,best,ort').split(',');
 const ONLY = env.BENCH_CONFIGS ? env.BENCH_CONFIGS.split(',') : null;
@@ -60,14 +59,12 @@ function randomInput(n) {
   return data;
 }
 
-// Per-step minimum over `runs` profiles: a stable picture of where one forward's time goes.
-async function profileMin(bb, input, runs) {
-  let best = null;
-  for (let r = 0; r < runs; r++) {
-    const { layers } = await bb.profile(input, [TAP]);
-    if (!best) best = layers.map((l) => ({ ...l }));
-    else layers.forEach((l, i) => (best[i].ms = Math.min(best[i].ms, l.ms)));
-  }
+// Folds one more profile into per-step minima: a stable picture of where one forward's time
+// goes on a busy machine (the profiles are spread over the rounds, like the timings).
+async function profileInto(best, bb, input) {
+  const { layers } = await bb.profile(input, [TAP]);
+  if (!best) return layers.map((l) => ({ ...l }));
+  layers.forEach((l, i) => (best[i].ms = Math.min(best[i].ms, l.ms)));
   return best;
 }
 
@@ -99,9 +96,9 @@ async function main() {
       const tasks = [];
       if (PEERS.includes('ours')) {
         await bb.extract(input, [TAP]);  // builds the plan, reorders weights
-        const prof = await profileMin(bb, input, threads === 2 && batch === 8 ? PROFILE_RUNS : 1);
+        const prof = await profileInto(null, bb, input);
         row.gflop = prof.reduce((a, l) => a + l.gflop, 0);
-        if (threads === 2 && batch === 8) profiles[`${arch}@${size}`] = { label, layers: prof };
+        if (threads === 2 && batch === 8) profiles[`${arch}@${size}`] = { label, layers: prof, runs: 1 };
         tasks.push(['ours', () => bb.extract(input, [TAP])]);
       }
       if (torch) {
@@ -132,6 +129,11 @@ async function main() {
           const s = [...bench.tasks[0].result.latency.samples];
           samples[name].push(...s);
           roundMedians[name].push(median(s));
+        }
+        const prof = profiles[`${arch}@${size}`];
+        if (prof?.label === label && tasks.some(([name]) => name === 'ours')) {
+          await profileInto(prof.layers, bb, input);
+          prof.runs += 1;
         }
         const line = tasks.map(([name]) => `${name} ${(roundMedians[name][r] / batch).toFixed(1)}`).join(', ');
         console.log(`  round ${r + 1}/${ROUNDS} ms/image (median): ${line}`);
