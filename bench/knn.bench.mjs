@@ -7,7 +7,9 @@
 //
 // Data: N(0, 1) float32 (seeded). Databases 100k x 256 and 1M x 128; 1k and 10k queries;
 // k = 1 and 10. Peers per config, in interleaved rounds (the machine is shared):
-//   ours bank   MemoryBank.search: search only (norms cached at add, like faiss' index)
+//   ours bank   MemoryBank.search: search only (norms and bf16 copy made at add, like faiss' index);
+//               bf16-screened exact path where the CPU has AVX512-BF16
+//   ours fp32   the same bank with screening 'off': the float32 SGEMM path only
 //   ours e2e    knnSearch(Float32Array database, Float32Array queries): everything per call
 //   faiss flat  FaissIndex('Flat').search = faiss::IndexFlatL2::search, search only
 //   faiss-node  IndexFlatL2.search(number[]): the queries already converted ...
@@ -15,7 +17,7 @@
 // Environment: BENCH_QUICK=1 (small sizes, 1 round, no RESULTS.md), BENCH_ROUNDS (3),
 // BENCH_BIG_ROUNDS (rounds for 1M x 128 with 10k queries; 1), BENCH_THREADS (2),
 // BENCH_CONFIGS (substrings of labels like '100000x256 q1000 k10'), BENCH_PEERS (subset of
-// bank,e2e,flat,node,nodeconv), BENCH_CORESET=0 (skip the coreset), BENCH_WRITE=0|1.
+// bank,fp32,e2e,flat,node,nodeconv), BENCH_CORESET=0 (skip the coreset), BENCH_WRITE=0|1.
 import { execSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -23,7 +25,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Bench } from 'tinybench';
-import { coresetSubsample, FaissIndex, knnSearch, MemoryBank, setNumThreads } from '../dist/lib/index.js';
+import { coresetSubsample, FaissIndex, knnEngineInfo, knnSearch, MemoryBank, setNumThreads } from '../dist/lib/index.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const env = process.env;
@@ -32,7 +34,7 @@ const int = (v, d) => (v === undefined || v === '' ? d : Number.parseInt(v, 10))
 const ROUNDS = int(env.BENCH_ROUNDS, QUICK ? 1 : 3);
 const BIG_ROUNDS = int(env.BENCH_BIG_ROUNDS, 1);
 const THREADS = int(env.BENCH_THREADS, 2);
-const PEERS = (env.BENCH_PEERS ?? 'bank,e2e,flat,node,nodeconv').split(',');
+const PEERS = (env.BENCH_PEERS ?? 'bank,fp32,e2e,flat,node,nodeconv').split(',');
 const ONLY = env.BENCH_CONFIGS ? env.BENCH_CONFIGS.split(',') : null;
 const WRITE = env.BENCH_WRITE ? env.BENCH_WRITE === '1' : !QUICK;
 const CORESET = env.BENCH_CORESET !== '0';
@@ -96,6 +98,8 @@ async function knnPart(faissNode) {
     const database = gaussian(n * d, 1);
     const bank = new MemoryBank(d);
     await bank.add(database);
+    const plain = new MemoryBank(d, { screening: 'off' });
+    if (PEERS.includes('fp32')) await plain.add(database);
     const flat = new FaissIndex(d, 'Flat');
     await flat.add(database);
     let fnIndex = null;
@@ -112,6 +116,7 @@ async function knnPart(faissNode) {
       const iterations = n * d * m > 2e11 ? 1 : 3;
       const tasks = [];
       if (PEERS.includes('bank')) tasks.push(['ours bank', () => bank.search(queries, k)]);
+      if (PEERS.includes('fp32')) tasks.push(['ours fp32', () => plain.search(queries, k)]);
       if (PEERS.includes('e2e')) tasks.push(['ours e2e', () => knnSearch(database, queries, { k, dim: d })]);
       if (PEERS.includes('flat')) tasks.push(['faiss flat', () => flat.search(queries, k)]);
       if (fnIndex && PEERS.includes('node')) tasks.push(['faiss-node', () => fnIndex.search(queryArray, k)]);
@@ -136,6 +141,7 @@ async function knnPart(faissNode) {
       rows.push(row);
     }
     bank.dispose();
+    plain.dispose();
     flat.dispose();
   }
   return rows;
@@ -172,18 +178,18 @@ const qps = (m, ms) => `${Math.round((m * 1000) / ms).toLocaleString('en-US')}`;
 
 function render(run, rows, coreset) {
   const lines = [];
-  lines.push(`Run ${run.started} (${run.quick ? 'quick' : 'full'}), ${run.threads} threads, Node ${run.node}; ${run.cpu}.`);
+  lines.push(`Run ${run.started} (${run.quick ? 'quick' : 'full'}), ${run.threads} threads, Node ${run.node}; ${run.cpu}; top-k scan ${run.engine.scanKernel}, bf16 screening ${run.engine.bf16Screening ? 'available' : 'unavailable'}.`);
   lines.push(`Load before: ${run.loadBefore}; after: ${run.loadAfter}. Other agents were compiling and testing on the same 2 cores, so`);
   lines.push('every figure is the median (and min) of interleaved runs; ratios are medians of ours vs theirs (> 1: anomalens faster).');
   lines.push('Data: N(0, 1) float32. "search only": index built beforehand; "e2e": from Float32Array database + queries per call.');
   lines.push('');
-  lines.push('| database | queries | k | ours bank (search only) | ours e2e (knnSearch) | faiss IndexFlatL2 | faiss-node | faiss-node + conversion | bank vs faiss flat | e2e vs faiss-node + conv | runs |');
-  lines.push('|---|---|---|---|---|---|---|---|---|---|---|');
+  lines.push('| database | queries | k | ours bank (search only) | ours fp32 path (search only) | ours e2e (knnSearch) | faiss IndexFlatL2 | faiss-node | faiss-node + conversion | bank vs faiss flat | fp32 vs faiss flat | e2e vs faiss-node + conv | runs |');
+  lines.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
   for (const r of rows) {
     const p = r.peers;
     const cell = (name) => (p[name] ? `${fmt(p[name].medianMs)} (${qps(r.m, p[name].medianMs)} q/s)` : 'n/a');
     const ratio = (a, b) => (p[a] && p[b] ? `${(p[b].medianMs / p[a].medianMs).toFixed(2)}x` : 'n/a');
-    lines.push(`| ${r.n.toLocaleString('en-US')} x ${r.d} | ${r.m.toLocaleString('en-US')} | ${r.k} | ${cell('ours bank')} | ${cell('ours e2e')} | ${cell('faiss flat')} | ${cell('faiss-node')} | ${cell('faiss-node+conv')} | ${ratio('ours bank', 'faiss flat')} | ${ratio('ours e2e', 'faiss-node+conv')} | ${r.rounds}x${r.iterations} |`);
+    lines.push(`| ${r.n.toLocaleString('en-US')} x ${r.d} | ${r.m.toLocaleString('en-US')} | ${r.k} | ${cell('ours bank')} | ${cell('ours fp32')} | ${cell('ours e2e')} | ${cell('faiss flat')} | ${cell('faiss-node')} | ${cell('faiss-node+conv')} | ${ratio('ours bank', 'faiss flat')} | ${ratio('ours fp32', 'faiss flat')} | ${ratio('ours e2e', 'faiss-node+conv')} | ${r.rounds}x${r.iterations} |`);
   }
   if (coreset.length) {
     lines.push('');
@@ -220,7 +226,7 @@ setNumThreads(THREADS);
 const run = {
   started: new Date().toISOString(), quick: QUICK, threads: THREADS, node: process.version,
   cpu: (readFileSync('/proc/cpuinfo', 'utf8').match(/model name\s*:\s*(.*)/) ?? [, 'unknown CPU'])[1].trim(),
-  loadBefore: uptime(),
+  loadBefore: uptime(), engine: knnEngineInfo(),
 };
 const faissNode = PEERS.some((p) => p.startsWith('node')) ? loadFaissNode() : null;
 const rows = await knnPart(faissNode);

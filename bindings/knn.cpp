@@ -1,10 +1,11 @@
 // Exact kNN: knnSearch(...) and the MemoryBank class. Conversion only; lib/knn.ts validates
 // and allocates outputs, the core (anomalens/knn.h, knn_bank.h) computes.
 //
-//   knnSearch(database, n, queries, m, d, k, metric, distances, indices) -> Promise<void>
-//   new MemoryBank(dim, metric); bank.add(rows, n); bank.search(queries, m, k, distances, indices)
-//   bank.save(path); MemoryBank.load(path) -> Promise<MemoryBank>; bank.dispose()
-//   bank.size / bank.dim / bank.metric
+//   knnSearch(database, n, queries, m, d, k, metric, distances, indices, screening) -> Promise<void>
+//   new MemoryBank(dim, metric, screening); bank.add(rows, n); bank.search(queries, m, k, distances, indices)
+//   bank.save(path); MemoryBank.load(path, screening) -> Promise<MemoryBank>; bank.dispose()
+//   bank.size / bank.dim / bank.metric / bank.screening; knnEngineInfo() -> { scanKernel, bf16Screening }
+// screening: 'auto' | 'off' | 'bf16' (see KnnScreening in anomalens/knn.h).
 // Finiteness of inputs is checked here, in the worker, because it is O(n): a NaN rejects
 // with a RangeError naming the element (lib/ cannot do it without blocking the event loop).
 #include <memory>
@@ -53,7 +54,8 @@ Napi::Value KnnSearch(const Napi::CallbackInfo& info) {
   Metric metric = guard(env, [&] { return parseMetric(args.string(6, "metric")); });
   float* distances = args.float32(7, "distances", m * k);
   int32_t* indices = args.int32(8, "indices", m * k);
-  auto* w = new KnnSearchWorker(env, database, n, queries, m, d, KnnOptions{metric, k, nullptr}, distances, indices);
+  KnnOptions options{metric, k, nullptr, parseScreening(env, args.string(9, "screening"))};
+  auto* w = new KnnSearchWorker(env, database, n, queries, m, d, options, distances, indices);
   for (int i : {0, 2, 7, 8}) w->pin(info[i]);
   Napi::Promise p = w->promise();
   w->Queue();
@@ -74,20 +76,30 @@ class MemoryBankWrap : public Napi::ObjectWrap<MemoryBankWrap> {
                         InstanceAccessor<&MemoryBankWrap::Dim>("dim"),
                         InstanceAccessor<&MemoryBankWrap::MetricName>("metric"),
                         InstanceAccessor<&MemoryBankWrap::Disposed>("disposed"),
+                        InstanceAccessor<&MemoryBankWrap::Screening>("screening"),
                         StaticMethod<&MemoryBankWrap::Load>("load")});
   }
 
-  // new MemoryBank(dim, metric) or, from load(), new MemoryBank(External<shared_ptr<MemoryBank>>).
+  // new MemoryBank(dim, metric, screening) or, from load(), new MemoryBank(External<Loaded>).
+  struct Loaded {
+    std::shared_ptr<MemoryBank> bank;
+    KnnScreening screening;
+  };
   explicit MemoryBankWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<MemoryBankWrap>(info) {
     Napi::Env env = info.Env();
     if (info.Length() == 1 && info[0].IsExternal()) {
-      bank_ = *info[0].As<Napi::External<std::shared_ptr<MemoryBank>>>().Data();
+      const Loaded& loaded = *info[0].As<Napi::External<Loaded>>().Data();
+      bank_ = loaded.bank;
+      screening_ = loaded.screening;
       return;
     }
     ArgReader args(info, "MemoryBank");
     int64_t dim = args.integer(0, "dim");
     std::string metric = args.string(1, "metric");
-    bank_ = guard(env, [&] { return std::make_shared<MemoryBank>(dim, parseMetric(metric)); });
+    screening_ = parseScreening(env, args.string(2, "screening"));
+    bank_ = guard(env, [&] {
+      return std::make_shared<MemoryBank>(dim, parseMetric(metric), screening_ != KnnScreening::Off);
+    });
   }
 
  private:
@@ -126,8 +138,9 @@ class MemoryBankWrap : public Napi::ObjectWrap<MemoryBankWrap> {
     int32_t* indices = args.int32(4, "indices", m * k);
     GuardedWorker* w = worker(env, "MemoryBank.search", false);
     for (int i : {0, 3, 4}) w->pin(info[i]);
-    w->work = [&bank, queries, m, k, distances, indices, finite = &w->finite] {
-      if (finite->check(queries, m * bank.dim(), "queries", bank.dim())) bank.search(queries, m, k, distances, indices);
+    w->work = [&bank, queries, m, k, distances, indices, screening = screening_, finite = &w->finite] {
+      if (finite->check(queries, m * bank.dim(), "queries", bank.dim()))
+        bank.search(queries, m, k, distances, indices, screening);
     };
     Napi::Promise p = w->promise();
     w->Queue();
@@ -163,41 +176,60 @@ class MemoryBankWrap : public Napi::ObjectWrap<MemoryBankWrap> {
     return bank_ ? Napi::Value(Napi::String::New(info.Env(), metricName(bank_->metric()))) : info.Env().Null();
   }
   Napi::Value Disposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !bank_); }
+  // 'bf16' when searches are screened ('auto' mode on a capable CPU, or forced), else 'off'.
+  Napi::Value Screening(const Napi::CallbackInfo& info) {
+    return Napi::String::New(info.Env(), bank_ && bank_->screened() ? (screening_ == KnnScreening::Force ? "bf16" : "auto") : "off");
+  }
 
   std::shared_ptr<MemoryBank> bank_;
+  KnnScreening screening_ = KnnScreening::Auto;
   BusyState busy_;
 };
 
 class BankLoadWorker : public PromiseWorker {
  public:
-  BankLoadWorker(Napi::Env env, Napi::Function ctor, std::string path)
-      : PromiseWorker(env, "MemoryBank.load"), ctor_(Napi::Persistent(ctor)), path_(std::move(path)) {}
+  BankLoadWorker(Napi::Env env, Napi::Function ctor, std::string path, KnnScreening screening)
+      : PromiseWorker(env, "MemoryBank.load"), ctor_(Napi::Persistent(ctor)), path_(std::move(path)) {
+    loaded_.screening = screening;
+  }
 
  protected:
-  void compute() override { bank_ = std::make_shared<MemoryBank>(MemoryBank::load(path_)); }
+  void compute() override {
+    loaded_.bank = std::make_shared<MemoryBank>(MemoryBank::load(path_, loaded_.screening != KnnScreening::Off));
+  }
   Napi::Value result(Napi::Env env) override {
-    return ctor_.New({Napi::External<std::shared_ptr<MemoryBank>>::New(env, &bank_)});
+    return ctor_.New({Napi::External<MemoryBankWrap::Loaded>::New(env, &loaded_)});
   }
 
  private:
   Napi::FunctionReference ctor_;
   std::string path_;
-  std::shared_ptr<MemoryBank> bank_;
+  MemoryBankWrap::Loaded loaded_;
 };
 
 Napi::Value MemoryBankWrap::Load(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   ArgReader args(info, "MemoryBank.load");
   std::string path = args.string(0, "path");
+  KnnScreening screening = parseScreening(env, args.string(1, "screening"));
   if (!info.This().IsFunction())
     throw Napi::TypeError::New(env, "MemoryBank.load must be called as MemoryBank.load(path)");
-  auto* w = new BankLoadWorker(env, info.This().As<Napi::Function>(), path);
+  auto* w = new BankLoadWorker(env, info.This().As<Napi::Function>(), path, screening);
   Napi::Promise p = w->promise();
   w->Queue();
   return p;
 }
 
+Napi::Value KnnEngineInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("scanKernel", knnScanKernel());
+  out.Set("bf16Screening", knnScreeningSupported());
+  return out;
+}
+
 void init(Napi::Env env, Napi::Object exports) {
+  exports.Set("knnEngineInfo", Napi::Function::New(env, KnnEngineInfo, "knnEngineInfo"));
   exports.Set("knnSearch", Napi::Function::New(env, KnnSearch, "knnSearch"));
   exports.Set("MemoryBank", MemoryBankWrap::define(env));
 }

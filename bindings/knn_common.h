@@ -60,6 +60,14 @@ class ArgReader {
   std::string fn_;
 };
 
+// 'auto' | 'off' | 'bf16' (lib/ has validated it).
+inline KnnScreening parseScreening(Napi::Env env, const std::string& s) {
+  if (s == "auto") return KnnScreening::Auto;
+  if (s == "off") return KnnScreening::Off;
+  if (s == "bf16") return KnnScreening::Force;
+  throw Napi::RangeError::New(env, "screening must be 'auto', 'off' or 'bf16', received '" + s + "'");
+}
+
 // Finds the first NaN / infinity of an input on the worker thread; the main thread then
 // rejects with a RangeError naming the element.
 class FiniteCheck {

@@ -24,3 +24,5 @@ export { FaissIndex } from './knn-faiss.js';
 export type { FaissIndexOptions, FaissMetric } from './knn-faiss.js';
 export { coresetSubsample, coresetProjectedFeatures, coresetProjectionMatrix, coresetStartIndices } from './knn-coreset.js';
 export type { CoresetOptions, CoresetProjectionOptions } from './knn-coreset.js';
+export { knnSearch, knnEngineInfo, MemoryBank, KNN_METRICS, KNN_MAX_K, KNN_SCREENING } from './knn.js';
+export type { KnnMetric, KnnResult, KnnOutput, KnnScreening, KnnSearchOptions, Matrix, MemoryBankOptions } from './knn.js';

@@ -45,11 +45,23 @@ export interface KnnResult extends KnnOutput {
   k: number;
 }
 
+/**
+ * How an l2 / l2sq search may use bfloat16 screening (CPUs with AVX512-BF16): products are
+ * first computed in bf16 at twice the float32 rate, a rigorous error bound keeps every row
+ * that could be among the k nearest, and those are re-scored exactly in float32, so results
+ * are exact either way. 'auto' (default): when the work is large enough to pay off; 'off':
+ * always the float32 SGEMM path; 'bf16': whenever the CPU supports it (tests, benchmarks).
+ */
+export type KnnScreening = 'auto' | 'off' | 'bf16';
+export const KNN_SCREENING: readonly KnnScreening[] = ['auto', 'off', 'bf16'];
+
 export interface KnnSearchOptions {
   /** Neighbours per query, 1..1024 and at most the number of database rows. */
   k: number;
   /** Default 'l2sq'. */
   metric?: KnnMetric;
+  /** Default 'auto'; see KnnScreening. */
+  screening?: KnnScreening;
   /** Row length d, required when database and queries are plain Float32Arrays. */
   dim?: number;
   /** Caller-allocated outputs (m x k each), filled and returned instead of new arrays. */
@@ -155,11 +167,17 @@ export async function knnSearch(
   if (q.dim !== db.dim) throw new RangeError(`queries must have rows of ${db.dim} values (the database's), received ${q.dim}`);
   if (db.rows === 0) throw new RangeError('database must have at least one row, received 0');
   const metric = o.metric === undefined ? 'l2sq' : expectOneOf(o.metric, 'options.metric', KNN_METRICS);
+  const screening = o.screening === undefined ? 'auto' : expectOneOf(o.screening, 'options.screening', KNN_SCREENING);
   const result = prepareOutput(o.k, 'options.k', db.rows, q, o.out, [db.data, q.data]);
   await callNative(() =>
-    native().knnSearch(db.data, db.rows, q.data, q.rows, db.dim, result.k, metric, result.distances, result.indices) as Promise<void>,
+    native().knnSearch(db.data, db.rows, q.data, q.rows, db.dim, result.k, metric, result.distances, result.indices, screening) as Promise<void>,
   );
   return result;
+}
+
+/** Which kernels the exact search uses on this CPU. */
+export function knnEngineInfo(): { scanKernel: 'avx512' | 'avx2' | 'scalar'; bf16Screening: boolean } {
+  return callNativeSync(() => native().knnEngineInfo());
 }
 
 // ---- MemoryBank ---------------------------------------------------------------------------
@@ -167,6 +185,11 @@ export async function knnSearch(
 export interface MemoryBankOptions {
   /** Default 'l2sq' (PatchCore's and faiss IndexFlatL2's squared distances). */
   metric?: KnnMetric;
+  /**
+   * Default 'auto'. With 'auto' or 'bf16', an l2 / l2sq bank on a CPU with AVX512-BF16 keeps a
+   * bfloat16 copy of its rows (+50% memory) for screened exact searches; 'off' keeps none.
+   */
+  screening?: KnnScreening;
 }
 
 const fromNative = Symbol('fromNative');
@@ -197,13 +220,16 @@ export class MemoryBank {
     expectInteger(dim, 'dim', { min: 1, max: 1 << 24 });
     const o = expectObject(options, 'options');
     const metric = o.metric === undefined ? 'l2sq' : expectOneOf(o.metric, 'options.metric', KNN_METRICS);
-    this.#native = callNativeSync(() => new (native().MemoryBank)(dim, metric));
+    const screening = o.screening === undefined ? 'auto' : expectOneOf(o.screening, 'options.screening', KNN_SCREENING);
+    this.#native = callNativeSync(() => new (native().MemoryBank)(dim, metric, screening));
   }
 
   /** Reads a bank written by `save()`. A truncated or corrupted file rejects with ERR_INVALID_FILE. */
-  static async load(path: string): Promise<MemoryBank> {
+  static async load(path: string, options: { screening?: KnnScreening } = {}): Promise<MemoryBank> {
     expectString(path, 'path');
-    const handle = await callNative(() => native().MemoryBank.load(path) as Promise<unknown>);
+    const o = expectObject(options, 'options');
+    const screening = o.screening === undefined ? 'auto' : expectOneOf(o.screening, 'options.screening', KNN_SCREENING);
+    const handle = await callNative(() => native().MemoryBank.load(path, screening) as Promise<unknown>);
     return new MemoryBank(fromNative as unknown as number, { handle } as MemoryBankOptions);
   }
 
@@ -219,6 +245,10 @@ export class MemoryBank {
   }
   get disposed(): boolean {
     return this.#native.disposed as boolean;
+  }
+  /** 'off' when searches never use bf16 screening (option 'off', another metric, or a CPU without AVX512-BF16). */
+  get screening(): KnnScreening {
+    return this.#native.screening as KnnScreening;
   }
 
   /** Appends rows (a Float32Array of n x dim values, copied). */

@@ -6,11 +6,11 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { AnomalensError } from '../lib/errors.js';
 import {
   coresetProjectedFeatures, coresetProjectionMatrix, coresetStartIndices, coresetSubsample, FaissIndex, KNN_METRICS,
-  knnSearch, MemoryBank,
+  knnEngineInfo, knnSearch, MemoryBank,
 } from '../lib/knn.js';
 import type { KnnMetric } from '../lib/knn.js';
 import { numThreads, setNumThreads } from '../lib/runtime.js';
-import { expectMatchesNaive, gaussian, referenceCoreset, xxh64 } from './helpers/knn-reference.js';
+import { expectMatchesNaive, gaussian, naiveKnn, referenceCoreset, xxh64 } from './helpers/knn-reference.js';
 import { tempDir } from './helpers/tmp.js';
 
 const { dir, cleanup } = tempDir('anomalens-knn-');
@@ -126,6 +126,101 @@ describe('knnSearch: exact search against a brute-force float64 loop', () => {
     const big = new Float32Array(3 * d + q.length);
     big.set(q, 3 * d);
     expect((await knnSearch(db, big.subarray(3 * d), { k: 3, dim: d })).indices).toEqual(a.indices);
+  });
+});
+
+const engine = knnEngineInfo();
+const noScreen = engine.bf16Screening ? false : 'this CPU has no AVX512-BF16: the bf16-screened path is not used here';
+if (noScreen) console.log(`skipped: ${noScreen}`);
+
+describe('knnSearch: bf16-screened exact path', () => {
+  it('reports the kernels in use', () => {
+    expect(['avx512', 'avx2', 'scalar']).toContain(engine.scanKernel);
+    expect(typeof engine.bf16Screening).toBe('boolean');
+  });
+
+  for (const metric of ['l2sq', 'l2'] as const) {
+    it.skipIf(noScreen)(`${metric}: 3001 x 37, 1 / 5 / 131 queries, k = 1, 10, 100, against the brute force`, async () => {
+      const d = 37;
+      const db = gaussian(3001 * d, 70);
+      for (const m of [1, 5, 131]) {
+        const q = gaussian(m * d, 71 + m);
+        for (const k of [1, 10, 100])
+          expectMatchesNaive(await knnSearch(db, q, { k, metric, dim: d, screening: 'bf16' }), db, q, d, k, metric);
+      }
+    });
+  }
+
+  it.skipIf(noScreen)('keeps duplicate rows tied, by lower index', async () => {
+    const d = 31;
+    const db = gaussian(3000 * d, 72);
+    const row = db.slice(40 * d, 41 * d);
+    for (const at of [3, 517, 1041, 2999]) db.set(row, at * d);
+    const queries = new Float32Array(70 * d);
+    for (let i = 0; i < 70; i++) queries.set(row, i * d);
+    for (const m of [1, 70]) {
+      const r = await knnSearch(db, queries.subarray(0, m * d), { k: 5, dim: d, screening: 'bf16' });
+      for (let i = 0; i < m; i++) {
+        expect(Array.from(r.indices.subarray(i * 5, i * 5 + 5))).toEqual([3, 40, 517, 1041, 2999]);
+        expect(Array.from(r.distances.subarray(i * 5, i * 5 + 5))).toEqual([0, 0, 0, 0, 0]);
+      }
+    }
+  });
+
+  it.skipIf(noScreen)('is more accurate than the float32 expansion on features with a large common offset', async () => {
+    // ReLU-like features far from the origin: ||x||^2 - 2 q.x + ||q||^2 cancels badly in
+    // float32; screening centres the rows and re-scores sum((q - x)^2) directly.
+    const d = 64;
+    const db = gaussian(4000 * d, 73).map((v) => 50 + 0.1 * v);
+    const q = gaussian(80 * d, 74).map((v) => 50 + 0.1 * v);
+    const ref = naiveKnn(db, q, d, 5, 'l2sq');
+    const screened = await knnSearch(db, q, { k: 5, dim: d, screening: 'bf16' });
+    const plain = await knnSearch(db, q, { k: 5, dim: d, screening: 'off' });
+    let errScreened = 0;
+    let errPlain = 0;
+    for (let i = 0; i < ref.distances.length; i++) {
+      errScreened = Math.max(errScreened, Math.abs(screened.distances[i] - ref.distances[i]) / ref.distances[i]);
+      errPlain = Math.max(errPlain, Math.abs(plain.distances[i] - ref.distances[i]) / ref.distances[i]);
+    }
+    expect(errScreened).toBeLessThan(1e-5);
+    expect(errPlain).toBeGreaterThan(errScreened);
+    expect(screened.indices).toEqual(ref.indices);
+  });
+
+  it.skipIf(noScreen)('falls back to float32 for queries bf16 cannot separate, still within tolerance', async () => {
+    // Two far clusters with tiny spread: after centring, bf16 maps each cluster to one point,
+    // so every row is a candidate and the screen hands the queries to the float32 path.
+    const d = 32;
+    const n = 6000;
+    const noise = gaussian(n * d, 75);
+    const db = new Float32Array(n * d);
+    for (let i = 0; i < n; i++) for (let t = 0; t < d; t++) db[i * d + t] = (i % 2 ? 1000 : -1000) + 1e-3 * noise[i * d + t];
+    const q = db.slice(0, 70 * d).map((v, i) => v + 1e-3 * noise[(i * 7) % noise.length]);
+    const r = await knnSearch(db, q, { k: 10, dim: d, screening: 'bf16' });
+    expectMatchesNaive(r, db, q, d, 10, 'l2sq');
+  });
+
+  it.skipIf(noScreen)('MemoryBank keeps a bf16 copy for l2 metrics and searches through it', async () => {
+    const d = 37;
+    const db = gaussian(3000 * d, 76);
+    const q = gaussian(200 * d, 77);
+    const bank = new MemoryBank(d);
+    expect(bank.screening).toBe('auto');
+    await bank.add(db.subarray(0, 1000 * d));
+    await bank.add(db.subarray(1000 * d)); // the bf16 copy keeps the first batch's mean
+    expectMatchesNaive(await bank.search(q, 10), db, q, d, 10, 'l2sq');
+    const forced = new MemoryBank(d, { screening: 'bf16' });
+    await forced.add(db);
+    expect(forced.screening).toBe('bf16');
+    expectMatchesNaive(await forced.search(q.subarray(0, 7 * d), 3), db, q.subarray(0, 7 * d), d, 3, 'l2sq');
+    expect(new MemoryBank(d, { screening: 'off' }).screening).toBe('off');
+    expect(new MemoryBank(d, { metric: 'ip' }).screening).toBe('off');
+    const path = join(dir, 'screened.bank');
+    await forced.save(path);
+    const loaded = await MemoryBank.load(path, { screening: 'bf16' });
+    expect(loaded.screening).toBe('bf16');
+    expect((await loaded.search(q, 10)).indices).toEqual((await forced.search(q, 10)).indices);
+    expect((await MemoryBank.load(path, { screening: 'off' })).screening).toBe('off');
   });
 });
 

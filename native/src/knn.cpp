@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "anomalens/error.h"
+#include "knn_screen.h"
 #include "knn_select.h"
 
 namespace anomalens {
@@ -135,6 +136,8 @@ Metric parseMetric(const std::string& name) {
 
 bool knnUsesNorms(Metric metric) { return metric != Metric::InnerProduct; }
 
+const char* knnScanKernel() { return knn_detail::scanKernelName(); }
+
 void knnDatabaseNorms(const float* database, int64_t n, int64_t d, Metric metric, float* out) {
   if (!knnUsesNorms(metric)) return;
   bool inverse = metric == Metric::Cosine;
@@ -171,16 +174,13 @@ int64_t firstNonFinite(const float* data, int64_t count) {
   return first;
 }
 
-void knnSearch(const float* database, int64_t n, const float* queries, int64_t m, int64_t d,
-               const KnnOptions& options, float* distances, int32_t* indices) {
-  const int64_t k = options.k;
-  const Metric metric = options.metric;
-  checkSizes(database, n, queries, m, d, k);
-  require(m == 0 || (distances != nullptr && indices != nullptr), "knnSearch: null output pointer");
-  if (m == 0) return;
+namespace knn_detail {
 
+void searchFloat32(const float* database, int64_t n, const float* queries, int64_t m, int64_t d, int64_t k,
+                   Metric metric, const float* databaseNorms, float* distances, int32_t* indices) {
+  if (m == 0) return;
   std::vector<float> ownNorms;
-  const float* norms = options.databaseNorms;
+  const float* norms = databaseNorms;
   if (knnUsesNorms(metric) && !norms) {
     ownNorms.resize(static_cast<size_t>(n));
     knnDatabaseNorms(database, n, d, metric, ownNorms.data());
@@ -219,9 +219,11 @@ void knnSearch(const float* database, int64_t n, const float* queries, int64_t m
   };
 
   const int64_t items = plan.qblocks * plan.ranges;
+  // Allocated here: an allocation failure inside the OpenMP region would terminate the process.
+  std::vector<float> blocks(static_cast<size_t>(threads * plan.qblock * kDbTile));
 #pragma omp parallel
   {
-    std::unique_ptr<float[]> block(new float[static_cast<size_t>(plan.qblock * kDbTile)]);
+    float* block = blocks.data() + static_cast<int64_t>(omp_get_thread_num()) * plan.qblock * kDbTile;
 #pragma omp for schedule(dynamic, 1)
     for (int64_t item = 0; item < items; ++item) {
       const int64_t b = item / plan.ranges, r = item % plan.ranges;
@@ -232,10 +234,10 @@ void knnSearch(const float* database, int64_t n, const float* queries, int64_t m
         const int64_t cols = std::min(kDbTile, j1 - t0);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows), static_cast<int>(cols),
                     static_cast<int>(d), alpha, queries + i0 * d, static_cast<int>(d), database + t0 * d,
-                    static_cast<int>(d), 0.0f, block.get(), static_cast<int>(cols));
+                    static_cast<int>(d), 0.0f, block, static_cast<int>(cols));
         for (int64_t i = i0; i < i1; ++i) {
           TopK top{heapKeys(r, i), heapIds(r, i), static_cast<int32_t>(k), sizes[r * m + i]};
-          knn_detail::scanRow(block.get() + (i - i0) * cols, norms ? norms + t0 : nullptr, cols,
+          knn_detail::scanRow(block + (i - i0) * cols, norms ? norms + t0 : nullptr, cols,
                               static_cast<int32_t>(t0), mode, top);
           sizes[r * m + i] = top.size;
         }
@@ -262,6 +264,16 @@ void knnSearch(const float* database, int64_t n, const float* queries, int64_t m
       finalizeRow(dist, idx, k, metric, qnorms[i]);
     }
   }
+}
+
+}  // namespace knn_detail
+
+void knnSearch(const float* database, int64_t n, const float* queries, int64_t m, int64_t d,
+               const KnnOptions& options, float* distances, int32_t* indices) {
+  checkSizes(database, n, queries, m, d, options.k);
+  require(m == 0 || (distances != nullptr && indices != nullptr), "knnSearch: null output pointer");
+  knn_detail::searchExact(database, n, queries, m, d, options.k, options.metric, options.databaseNorms, nullptr,
+                          options.screening, distances, indices);
 }
 
 }  // namespace anomalens

@@ -15,8 +15,12 @@
 //   - l2sq: squared Euclidean distance (>= 0);  l2: Euclidean distance;
 //     ip: inner product, LARGEST first (a similarity, as faiss' METRIC_INNER_PRODUCT);
 //     cosine: cosine distance 1 - cos(q, x) in [0, 2]; a zero vector has cosine 0 to anything.
-//   - squared distances come from ||x||^2 - 2 q.x + ||q||^2 in float32, so they carry an
-//     absolute error of about 1e-7 * (||q||^2 + ||x||^2) (like faiss' IndexFlatL2).
+//   - on the float32 path, squared distances come from ||x||^2 - 2 q.x + ||q||^2, so they carry
+//     an absolute error of about 1e-7 * (||q||^2 + ||x||^2) (like faiss' IndexFlatL2); on the
+//     bf16-screened path (l2 / l2sq on CPUs with AVX512-BF16, see native/src/knn_screen.h)
+//     the products are screened in bfloat16 with a rigorous error bound and every surviving
+//     row is re-scored as sum((q - x)^2) in float32, which is more accurate. Both return the
+//     exact neighbours, up to float rounding at near-ties.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -33,13 +37,26 @@ Metric parseMetric(const std::string& name);
 // Largest k any backend accepts.
 constexpr int64_t kKnnMaxK = 1024;
 
+// Whether an l2 / l2sq search may take the bf16-screened exact path (see above).
+enum class KnnScreening {
+  Auto,   // when the CPU has AVX512-BF16 and the problem is large enough to pay off
+  Off,    // always the float32 SGEMM path
+  Force,  // whenever the CPU has AVX512-BF16, whatever the size (tests, benchmarks)
+};
+
 struct KnnOptions {
   Metric metric = Metric::L2Squared;
   int64_t k = 1;
   // Optional per-database-row values from knnDatabaseNorms(metric) (size n), so that a
   // caller searching the same database repeatedly (a MemoryBank) computes them once.
   const float* databaseNorms = nullptr;
+  KnnScreening screening = KnnScreening::Auto;
 };
+
+// True when this CPU and build can take the bf16-screened path.
+bool knnScreeningSupported();
+// The top-k scan kernel chosen for this CPU: "avx512", "avx2" or "scalar".
+const char* knnScanKernel();
 
 // The k nearest database rows of every query.
 //   database:  n x d, row-major, float32 (n >= 1, d >= 1)
