@@ -18,11 +18,9 @@ export type {
   AuproOptions, CurveOptions, Evaluation, EvaluatorBatch, EvaluatorOptions, F1Max, ImageMetrics, LabelOptions, Labels, Maps,
   MaskMap, Masks, PixelMetrics, PrCurve, ProCurve, RocCurve, ScoreMap, Scores,
 } from './metrics.js';
-export { knnSearch, MemoryBank, KNN_METRICS, KNN_MAX_K } from './knn.js';
-export type { KnnMetric, KnnResult, KnnOutput, KnnSearchOptions, Matrix, MemoryBankOptions } from './knn.js';
+export { knnSearch, knnEngineInfo, MemoryBank, KNN_METRICS, KNN_MAX_K, KNN_SCREENING } from './knn.js';
+export type { KnnMetric, KnnResult, KnnOutput, KnnScreening, KnnSearchOptions, Matrix, MemoryBankOptions } from './knn.js';
 export { FaissIndex } from './knn-faiss.js';
 export type { FaissIndexOptions, FaissMetric } from './knn-faiss.js';
 export { coresetSubsample, coresetProjectedFeatures, coresetProjectionMatrix, coresetStartIndices } from './knn-coreset.js';
 export type { CoresetOptions, CoresetProjectionOptions } from './knn-coreset.js';
-export { knnSearch, knnEngineInfo, MemoryBank, KNN_METRICS, KNN_MAX_K, KNN_SCREENING } from './knn.js';
-export type { KnnMetric, KnnResult, KnnOutput, KnnScreening, KnnSearchOptions, Matrix, MemoryBankOptions } from './knn.js';
