@@ -24,3 +24,5 @@ export { FaissIndex } from './knn-faiss.js';
 export type { FaissIndexOptions, FaissMetric } from './knn-faiss.js';
 export { coresetSubsample, coresetProjectedFeatures, coresetProjectionMatrix, coresetStartIndices } from './knn-coreset.js';
 export type { CoresetOptions, CoresetProjectionOptions } from './knn-coreset.js';
+export { openMvtec, openFolders, batches, binariseMask, resizeMaskNearest } from './datasets.js';
+export type { Sample, Dataset, FolderLayout, BatchOptions, SampleBatch, SampleMask } from './datasets.js';
