@@ -26,3 +26,5 @@ export { coresetSubsample, coresetProjectedFeatures, coresetProjectionMatrix, co
 export type { CoresetOptions, CoresetProjectionOptions } from './knn-coreset.js';
 export { openMvtec, openFolders, batches, binariseMask, resizeMaskNearest } from './datasets.js';
 export type { Sample, Dataset, FolderLayout, BatchOptions, SampleBatch, SampleMask } from './datasets.js';
+export { fitThresholds, applyThresholds, parseThresholds, minMaxNormalize, THRESHOLD_METHODS } from './thresholds.js';
+export type { Thresholds, ThresholdsLike, ThresholdMethod, ThresholdFallback, ScoreRange, FitThresholdsOptions, ThresholdedPrediction } from './thresholds.js';
