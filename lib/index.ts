@@ -28,3 +28,5 @@ export { openMvtec, openFolders, batches, binariseMask, resizeMaskNearest } from
 export type { Sample, Dataset, FolderLayout, BatchOptions, SampleBatch, SampleMask } from './datasets.js';
 export { fitThresholds, applyThresholds, parseThresholds, minMaxNormalize, THRESHOLD_METHODS } from './thresholds.js';
 export type { Thresholds, ThresholdsLike, ThresholdMethod, ThresholdFallback, ScoreRange, FitThresholdsOptions, ThresholdedPrediction } from './thresholds.js';
+export { writeOverlay, renderOverlay, maskContour, writeScoresCsv, csvField, JET_LUT } from './overlay.js';
+export type { OverlayOptions, RenderOptions, CsvValue } from './overlay.js';
