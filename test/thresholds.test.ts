@@ -2,8 +2,9 @@
 // their formulas in float64, anomalib's min-max normalisation written out, applyThresholds
 // against per-element comparisons, JSON round trips and argument errors.
 import { describe, expect, it } from 'vitest';
-import { AnomalensError, applyThresholds, fitThresholds, minMaxNormalize, parseThresholds } from '../lib/index.js';
-import type { Thresholds } from '../lib/index.js';
+import { AnomalensError } from '../lib/errors.js';
+import { applyThresholds, fitThresholds, minMaxNormalize, parseThresholds } from '../lib/thresholds.js';
+import type { Thresholds } from '../lib/thresholds.js';
 
 function rng(seed: number): () => number {
   let s = seed >>> 0;
