@@ -245,7 +245,10 @@ export async function openFolders(layout: FolderLayout): Promise<Dataset> {
   if (maskDir !== undefined && abnormalDir === undefined) throw new RangeError('layout.masks needs layout.abnormal (masks belong to abnormal images)');
   if (o.normalTestRatio !== undefined && normalTestDir !== undefined)
     throw new RangeError('layout.normalTestRatio and layout.normalTest exclude each other');
-  const ratio = o.normalTestRatio === undefined ? (abnormalDir && !normalTestDir ? 0.2 : 0) : expectNumber(o.normalTestRatio, 'layout.normalTestRatio', { min: 0, max: 1 });
+  const ratio =
+    o.normalTestRatio === undefined
+      ? abnormalDir && !normalTestDir ? 0.2 : 0
+      : expectNumber(o.normalTestRatio, 'layout.normalTestRatio', { min: 0, max: 1 });
   if (ratio >= 1) throw new RangeError(`layout.normalTestRatio must be < 1 (the training split would be empty), received ${ratio}`);
   const seed = o.seed === undefined ? 0 : expectInteger(o.seed, 'layout.seed', { min: 0, max: 2 ** 32 - 1 });
   const name = o.name === undefined ? basename(resolve(normalDir)) : expectString(o.name, 'layout.name');
@@ -400,7 +403,10 @@ function readBatchOptions(options: unknown): Required<Omit<BatchOptions, 'maskSi
     if (o.maskSize === 'preprocess') maskSize = 'preprocess';
     else if (typeof o.maskSize === 'number') maskSize = expectInteger(o.maskSize, 'options.maskSize', { min: 1, max: 65535 });
     else if (Array.isArray(o.maskSize) && o.maskSize.length === 2)
-      maskSize = [expectInteger(o.maskSize[0], 'options.maskSize[0]', { min: 1, max: 65535 }), expectInteger(o.maskSize[1], 'options.maskSize[1]', { min: 1, max: 65535 })];
+      maskSize = [
+        expectInteger(o.maskSize[0], 'options.maskSize[0]', { min: 1, max: 65535 }),
+        expectInteger(o.maskSize[1], 'options.maskSize[1]', { min: 1, max: 65535 }),
+      ];
     else throw new TypeError(`options.maskSize must be an integer, an [height, width] pair or 'preprocess', received ${describe(o.maskSize)}`);
   }
   return { batchSize, preprocess, withMasks, prefetch, maskSize };

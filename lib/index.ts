@@ -30,5 +30,5 @@ export { fitThresholds, applyThresholds, parseThresholds, minMaxNormalize, THRES
 export type { Thresholds, ThresholdsLike, ThresholdMethod, ThresholdFallback, ScoreRange, FitThresholdsOptions, ThresholdedPrediction } from './thresholds.js';
 export { writeOverlay, renderOverlay, maskContour, writeScoresCsv, csvField, JET_LUT } from './overlay.js';
 export type { OverlayOptions, RenderOptions, CsvValue } from './overlay.js';
-export { resolveWeights, parseHfSpec, hfUrl, hfCachePath, defaultCacheDir, isHfSpec, DEFAULT_HF_ENDPOINT } from './weights.js';
+export { resolveWeights, parseHfSpec, hfUrl, hfCachePath, defaultCacheDir, defaultEndpoint, isHfSpec, DEFAULT_HF_ENDPOINT } from './weights.js';
 export type { ResolveWeightsOptions, HfSpec } from './weights.js';

@@ -123,9 +123,13 @@ function readRenderOptions(options: unknown, width: number, height: number, what
   if (o.contourColor !== undefined) {
     if (!Array.isArray(o.contourColor) || o.contourColor.length !== 3)
       throw new TypeError(`options.contourColor must be an [r, g, b] array, received ${describe(o.contourColor)}`);
-    color = [0, 1, 2].map((i) => expectInteger((o.contourColor as unknown[])[i], `options.contourColor[${i}]`, { min: 0, max: 255 })) as [number, number, number];
+    const c = o.contourColor as unknown[];
+    color = [0, 1, 2].map((i) => expectInteger(c[i], `options.contourColor[${i}]`, { min: 0, max: 255 })) as [number, number, number];
   }
-  const contourWidth = o.contourWidth === undefined ? (Math.min(width, height) >= 512 ? 2 : 1) : expectInteger(o.contourWidth, 'options.contourWidth', { min: 1, max: 64 });
+  const contourWidth =
+    o.contourWidth === undefined
+      ? Math.min(width, height) >= 512 ? 2 : 1
+      : expectInteger(o.contourWidth, 'options.contourWidth', { min: 1, max: 64 });
   return { alpha, range, mask, color, contourWidth };
 }
 
@@ -234,7 +238,11 @@ export function csvField(value: CsvValue): string {
  * with JavaScript's shortest round-trip form.
  * @example await writeScoresCsv('out/scores.csv', preds.map((p) => ({ path: p.path, score: p.predScore, label: p.predLabel })))
  */
-export async function writeScoresCsv(path: string, rows: readonly Record<string, CsvValue>[], options: { columns?: string[] } = {}): Promise<void> {
+export async function writeScoresCsv(
+  path: string,
+  rows: readonly Record<string, CsvValue>[],
+  options: { columns?: string[] } = {},
+): Promise<void> {
   expectString(path, 'path');
   if (!Array.isArray(rows)) throw new TypeError(`rows must be an array of objects, received ${describe(rows)}`);
   rows.forEach((r, i) => expectObject(r, `rows[${i}]`));

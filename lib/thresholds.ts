@@ -237,8 +237,9 @@ export async function fitThresholds(options: FitThresholdsOptions): Promise<Thre
   if (normalize && ((o.image !== undefined && !hasImage) || (o.pixel !== undefined && !hasPixel)))
     throw new RangeError('options.normalize needs validation data for every level: scores for the image level, maps for the pixel level');
 
-  const img: Level & { labels?: Uint8Array } = hasImage ? await fitImage(o, fallback, k) : o.image !== undefined ? { threshold: o.image, method: 'manual' } : {};
-  const pix: Level = hasPixel ? await fitPixel(o, img.labels, fallback, k) : o.pixel !== undefined ? { threshold: o.pixel, method: 'manual' } : {};
+  const manual = (t: number | undefined): Level => (t === undefined ? {} : { threshold: t, method: 'manual' });
+  const img: Level & { labels?: Uint8Array } = hasImage ? await fitImage(o, fallback, k) : manual(o.image);
+  const pix: Level = hasPixel ? await fitPixel(o, img.labels, fallback, k) : manual(o.pixel);
 
   const out: Thresholds = { version: 1, method: {} };
   if (img.threshold !== undefined) {

@@ -77,8 +77,13 @@ export function defaultCacheDir(): string {
   return process.env.ANOMALENS_CACHE || join(homedir(), '.cache', 'anomalens');
 }
 
+/** The Hub endpoint: $ANOMALENS_HF_ENDPOINT, else $HF_ENDPOINT, else https://huggingface.co. */
+export function defaultEndpoint(): string {
+  return process.env.ANOMALENS_HF_ENDPOINT || process.env.HF_ENDPOINT || DEFAULT_HF_ENDPOINT;
+}
+
 /** The download URL of a parsed spec. */
-export function hfUrl(spec: HfSpec, endpoint = process.env.ANOMALENS_HF_ENDPOINT || process.env.HF_ENDPOINT || DEFAULT_HF_ENDPOINT): string {
+export function hfUrl(spec: HfSpec, endpoint = defaultEndpoint()): string {
   const file = spec.file.split('/').map(encodeURIComponent).join('/');
   return `${endpoint.replace(/\/+$/, '')}/${spec.owner}/${spec.repo}/resolve/${encodeURIComponent(spec.revision)}/${file}`;
 }
@@ -174,7 +179,10 @@ async function download(url: string, dest: string, spec: string, o: ResolveWeigh
     }
     if (!res.ok) {
       await res.body?.cancel();
-      const hint = res.status === 401 || res.status === 403 ? ' (the repository may be private or gated)' : res.status === 404 ? ' (no such repository, revision or file)' : '';
+      const hint =
+        res.status === 401 || res.status === 403 ? ' (the repository may be private or gated)'
+        : res.status === 404 ? ' (no such repository, revision or file)'
+        : '';
       throw new Error(`HTTP ${res.status} ${res.statusText}${hint}`);
     }
     if (!res.body) throw new Error('the response has no body');
@@ -187,10 +195,9 @@ async function download(url: string, dest: string, spec: string, o: ResolveWeigh
     // A FileHandle rather than a write stream: every write is awaited, so that after a
     // failure nothing is still being written (or created) when the file is removed.
     file = await open(tmp, 'w');
-    const enabled = o.progress === false ? false : o.progress === true ? true : undefined;
-    const bar = total !== undefined && o.progress !== false
-      ? createProgress(`downloading ${spec}`, total, { unit: 'B', ...(typeof o.progress === 'object' ? o.progress : {}), ...(enabled === undefined ? {} : { enabled }) })
-      : undefined;
+    // progress: true forces the bar on, an object passes its options on, absent = on a TTY.
+    const barOptions = { unit: 'B', ...(typeof o.progress === 'object' ? o.progress : o.progress === true ? { enabled: true } : {}) };
+    const bar = total !== undefined && o.progress !== false ? createProgress(`downloading ${spec}`, total, barOptions) : undefined;
     const hash = createHash('sha256');
     try {
       for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
@@ -217,7 +224,10 @@ async function download(url: string, dest: string, spec: string, o: ResolveWeigh
     const e = err as Error & { cause?: { code?: string; message?: string } };
     let reason: string;
     if (stalled) reason = `no data for ${o.idleTimeoutMs} ms`;
-    else if (e.cause?.code || e.cause?.message) reason = `${e.message} (${e.cause.code ?? e.cause.message}${e.cause.code === 'ENOTFOUND' || e.cause.code === 'EAI_AGAIN' ? ': offline?' : ''})`;
+    else if (e.cause?.code || e.cause?.message) {
+      const offline = e.cause.code === 'ENOTFOUND' || e.cause.code === 'EAI_AGAIN' ? ': offline?' : '';
+      reason = `${e.message} (${e.cause.code ?? e.cause.message}${offline})`;
+    }
     else reason = e.message;
     // undici may drop the last bytes it read when it detects the short body, so `received`
     // is a lower bound: do not print it as the count that arrived.
