@@ -143,6 +143,15 @@ describe('backbone weights handling', () => {
     await expect(bb.extract(input, ['stem'])).rejects.toMatchObject({ code: 'ERR_DISPOSED' });
   });
 
+  it('concurrent extract() calls (several libuv workers sharing one plan) give identical outputs', async () => {
+    const p = await write('r18e.safetensors', r18);
+    const bb = await Backbone.load({ arch: 'resnet18', weights: p });
+    const one = { data: input.data.subarray(0, 3 * 97 * 131), shape: [1, 3, 97, 131] as [number, number, number, number] };
+    const first = await bb.extract(one, ['layer3']);
+    const runs = await Promise.all(Array.from({ length: 12 }, () => bb.extract(one, ['layer3'])));
+    for (const r of runs) expect(Array.from(r.layer3.data)).toEqual(Array.from(first.layer3.data));
+  });
+
   it('profile() reports every step with its oneDNN implementation', async () => {
     const p = await write('r18d.safetensors', r18);
     const bb = await Backbone.load({ arch: 'resnet18', weights: p });
