@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * The `anomalens` command line. Verbs: features (more arrive with the detectors).
+ * The `anomalens` command line. Verbs: features, fit, predict, eval (lib/cli-detect.ts).
  * Exit codes: 0 success, 1 an AnomalensError (code printed), 2 bad arguments.
  */
 import { realpathSync } from 'node:fs';
@@ -12,6 +12,7 @@ import { AnomalensError } from './errors.js';
 import { writeFeatures, type FeatureSource } from './features.js';
 import { IMAGENET_PREPROCESS, listImages, type Preprocess } from './images.js';
 import { createProgress } from './progress.js';
+import { registerDetectorCommands } from './cli-detect.js';
 import { setNumThreads } from './runtime.js';
 
 function parseSize(value: string, name: string): number | [number, number] {
@@ -96,6 +97,7 @@ export function buildProgram(): Command {
         for (const t of summary.taps) console.log(`  ${t.name} [${t.shape.join(', ')}]`);
       }
     });
+  registerDetectorCommands(program);
   return program;
 }
 

@@ -32,5 +32,7 @@ export { writeOverlay, renderOverlay, maskContour, writeScoresCsv, csvField, JET
 export type { OverlayOptions, RenderOptions, CsvValue } from './overlay.js';
 export { resolveWeights, parseHfSpec, hfUrl, hfCachePath, defaultCacheDir, defaultEndpoint, isHfSpec, DEFAULT_HF_ENDPOINT } from './weights.js';
 export type { ResolveWeightsOptions, HfSpec } from './weights.js';
+export { Detector, METHODS, sha256File } from './detector.js';
+export type { DetectorOptions, EvaluationReport, ImageInput, MethodName, Prediction, ProgressEvent } from './detector.js';
 export { resizeBilinear, gaussianBlur, gaussianRadius, cosineDistanceMap, l2DistanceMap, MAX_BLUR_RADIUS } from './maps.js';
 export type { MapShape3, MapShape4, MapOutputOptions, GaussianBlurOptions, CosineDistanceOptions, L2DistanceOptions } from './maps.js';

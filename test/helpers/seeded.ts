@@ -46,9 +46,9 @@ export function seededTensor(name: string, shape: readonly number[]): Float32Arr
   return out;
 }
 
-export function seededInput(shape: readonly number[]): Float32Array {
+export function seededInput(shape: readonly number[], name = 'input'): Float32Array {
   const n = shape.reduce((a, b) => a * b, 1);
-  const u = uniform('input', n);
+  const u = uniform(name, n);
   const out = new Float32Array(n);
   for (let i = 0; i < n; i++) out[i] = 2.0 * (2 * u[i] - 1);
   return out;

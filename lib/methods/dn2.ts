@@ -1,0 +1,60 @@
+/**
+ * DN2 (Bergman, Cohen, Hoshen: "Deep Nearest Neighbor Anomaly Detection", 2020): kNN over
+ * globally pooled features of the deepest tap; score = sum (default, as the original code's
+ * faiss IndexFlatL2 sum) or mean of the squared L2 distances to the k = 2 nearest training
+ * features. Image level only: no anomaly map.
+ */
+import type { Backbone } from '../backbone.js';
+import { knnSearch } from '../knn.js';
+import type { NamedTensor } from '../safetensors.js';
+import { expectInteger, expectOneOf } from '../validate.js';
+import { concat, globalAvgPool, stateTensor, tapOrDeepest, type Features, type Method, type MethodScores } from './method.js';
+
+export interface Dn2Options {
+  /** Neighbours (default 2). */
+  k?: number;
+  /** How the k squared distances combine (default 'sum'). */
+  reduce?: 'sum' | 'mean';
+}
+
+export function createDn2(backbone: Backbone, options: Record<string, unknown>): Method {
+  const k = expectInteger(options.k ?? 2, 'options.k', { min: 1, max: 1024 });
+  const reduce = expectOneOf(options.reduce ?? 'sum', 'options.reduce', ['sum', 'mean'] as const);
+  const { tap, note } = tapOrDeepest(backbone, 'avgpool');
+  const parts: Float32Array[] = [];
+  let bank: Float32Array | undefined;
+  let dim = 0;
+  return {
+    name: 'dn2',
+    taps: [tap],
+    notes: note ? [note] : [],
+    async fitBatch(f: Features) {
+      dim = f[tap].shape[1];
+      parts.push(globalAvgPool(f[tap]));
+    },
+    async finishFit() {
+      bank = concat(parts);
+      parts.length = 0;
+      if (bank.length / dim < k) throw new RangeError(`DN2 with k = ${k} needs at least ${k} training images, received ${bank.length / dim}`);
+    },
+    async score(f: Features): Promise<MethodScores> {
+      const q = globalAvgPool(f[tap]);
+      const n = f[tap].shape[0];
+      const r = await knnSearch({ data: bank!, shape: [bank!.length / dim, dim] }, { data: q, shape: [n, dim] }, { k, metric: 'l2sq' });
+      const scores = new Float32Array(n);
+      for (let i = 0; i < n; i++) {
+        let s = 0;
+        for (let j = 0; j < k; j++) s += r.distances[i * k + j];
+        scores[i] = reduce === 'sum' ? s : s / k;
+      }
+      return { scores };
+    },
+    config: () => ({ k, reduce, tap }),
+    state: (): Record<string, NamedTensor> => ({ bank: { shape: [bank!.length / dim, dim], data: bank! } }),
+    restore(state) {
+      const t = stateTensor(state, 'bank', 'dn2');
+      bank = t.data;
+      dim = t.shape[1];
+    },
+  };
+}
