@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * The `anomalens` command line. Verbs: features, fit, predict, eval (lib/cli-detect.ts).
+ * The `anomalens` command line. Verbs: features, fit, predict, eval (lib/cli-detect.ts), bench (lib/cli-bench.ts).
  * Exit codes: 0 success, 1 an AnomalensError (code printed), 2 bad arguments.
  */
 import { realpathSync } from 'node:fs';
@@ -12,6 +12,7 @@ import { AnomalensError } from './errors.js';
 import { writeFeatures, type FeatureSource } from './features.js';
 import { IMAGENET_PREPROCESS, listImages, type Preprocess } from './images.js';
 import { createProgress } from './progress.js';
+import { registerBenchCommand } from './cli-bench.js';
 import { registerDetectorCommands } from './cli-detect.js';
 import { setNumThreads } from './runtime.js';
 
@@ -98,6 +99,7 @@ export function buildProgram(): Command {
       }
     });
   registerDetectorCommands(program);
+  registerBenchCommand(program);
   return program;
 }
 

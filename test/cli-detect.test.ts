@@ -104,3 +104,20 @@ describe('anomalens fit / predict / eval', () => {
     expect(existsSync(join(dir, 'x'))).toBe(false);
   });
 });
+
+describe('anomalens bench', () => {
+  it('times the forward pass, kNN and map kernels and prints throughput', async () => {
+    const r = await run('bench', '--arch', 'resnet18', '--weights', weights, '--size', '64', '--batch', '2', '--time', '50', '--json');
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout);
+    expect(out.results.map((x: { task: string }) => x.task)).toEqual([
+      'forward resnet18@64 to layer4, batch 2',
+      'knn exact 20000x256, 1000 queries, k=1',
+      'knn exact 20000x256, 1000 queries, k=10',
+      'resize 28x28 -> 224x224, 16 maps',
+      'gaussian blur sigma 4, 16 maps of 224x224',
+      'cosine distance map [8, 256, 56, 56]',
+    ]);
+    for (const x of out.results) expect(x.throughput).toBeGreaterThan(0);
+  });
+});
