@@ -316,6 +316,7 @@ export class Detector {
       methodConfig: JSON.stringify(this.#impl.config()),
       thresholds: JSON.stringify(this.thresholds ?? null),
       batchSize: String(this.batchSize),
+      fitSeconds: String(this.#fitSeconds),
     };
     const w = await SafetensorsWriter.create(path, Object.entries(state).map(([name, t]) => ({ name: `state.${name}`, shape: t.shape })), meta);
     try {
@@ -373,6 +374,7 @@ export class Detector {
       throw new AnomalensError('ERR_INVALID_FILE', `'${path}': ${(err as Error).message}`);
     }
     det.#fitted = true;
+    det.#fitSeconds = Number(m.fitSeconds) || 0;
     return det;
   }
 

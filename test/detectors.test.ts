@@ -55,6 +55,7 @@ describe('detectors against the original code of each method (seeded resnet18, 6
       await det.save(file);
       const again = await Detector.load(file);
       expect(again.method).toBe(method);
+      expect(again.fitSeconds).toBe(det.fitSeconds);
       const preds2 = await again.predict(test);
       preds2.forEach((p, i) => {
         expect(p.predScore).toBe(preds[i].predScore);
