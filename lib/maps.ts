@@ -40,7 +40,7 @@ export interface L2DistanceOptions extends MapOutputOptions {
 }
 
 /** The largest Gaussian kernel radius accepted. */
-export const MAX_BLUR_RADIUS = 1 << 20;
+export const MAX_BLUR_RADIUS = 1 << 16;
 
 const product = (dims: readonly number[]) => dims.reduce((a, b) => a * b, 1);
 const fmt = (dims: readonly number[]) => `[${dims.join(', ')}]`;

@@ -3,11 +3,15 @@
 // row buffer and the axis-1 pass reads it at once, so no intermediate map is stored and the
 // work splits into independent runs of rows. Both passes use scipy's symmetric form
 // w0 * x[i] + sum_j wj * (x[i - j] + x[i + j]), in float64, and the result is rounded once.
+// Input rows are converted to float64 once, into a ring of the rows around the current ones,
+// rather than once per tap.
 #include <omp.h>
 
 // Every product is rounded before it is added, as in the reference code: no FMA contraction,
 // which AVX-512F (one of the clones below) would otherwise allow.
 #pragma GCC optimize("fp-contract=off")
+// The vector helpers below are always inlined, so the AVX-512 calling-convention note is moot.
+#pragma GCC diagnostic ignored "-Wpsabi"
 
 #include <algorithm>
 #include <cmath>
@@ -29,30 +33,66 @@ inline int64_t reflectIndex(int64_t i, int64_t n) {
   return m < n ? m : period - 1 - m;
 }
 
-// Axis 0 at row y: acc[x] = k[0] * in[y][x] + sum_j k[j] * (in[y - j][x] + in[y + j][x]), j from r
-// down to 1 as scipy's correlate1d.
+// Both passes keep a block of 32 outputs in registers (four vectors of eight doubles; GCC's
+// vector extensions, lowered to whatever each clone has) across all taps, instead of reading
+// and writing a row of sums once per tap. Every output still sums its taps in scipy's order.
+typedef double v8d __attribute__((vector_size(64)));
+constexpr int kVectors = 4;
+constexpr int64_t kBlock = 8 * kVectors;
+constexpr int64_t kStrip = 2 * kBlock;  // columns per axis-0 strip
+constexpr int64_t kGroup = 8;           // output rows per axis-0 group
+
+inline __attribute__((always_inline)) v8d load8(const double* p) {
+  v8d d;
+  std::memcpy(&d, p, sizeof d);
+  return d;
+}
+
+// Axis 0 at one row, columns [begin, end): acc[x] = k[0] * row[x] + sum_j k[j] * (up[j][x] +
+// down[j][x]), j from r down to 1 as scipy's correlate1d; up[j] / down[j] are the (reflected)
+// rows j above / below.
 __attribute__((target_clones("avx512f", "avx2", "default")))
-void verticalRow(const float* map, int64_t h, int64_t w, int64_t y, const double* k, int64_t r, double* acc) {
-  const float* row = map + y * w;
-  for (int64_t x = 0; x < w; ++x) acc[x] = k[0] * static_cast<double>(row[x]);
-  for (int64_t j = r; j >= 1; --j) {
-    const float* up = map + reflectIndex(y - j, h) * w;
-    const float* down = map + reflectIndex(y + j, h) * w;
-    const double kj = k[j];
-    for (int64_t x = 0; x < w; ++x) acc[x] += (static_cast<double>(up[x]) + static_cast<double>(down[x])) * kj;
+void verticalRow(const double* row, const double* const* up, const double* const* down, int64_t begin, int64_t end,
+                 const double* k, int64_t r, double* acc) {
+  int64_t x0 = begin;
+  for (; x0 + kBlock <= end; x0 += kBlock) {
+    v8d a[kVectors];
+    for (int v = 0; v < kVectors; ++v) a[v] = k[0] * load8(row + x0 + 8 * v);
+    for (int64_t j = r; j >= 1; --j) {
+      const double* u = up[j] + x0;
+      const double* d = down[j] + x0;
+      const double kj = k[j];
+      for (int v = 0; v < kVectors; ++v) a[v] += (load8(u + 8 * v) + load8(d + 8 * v)) * kj;
+    }
+    for (int v = 0; v < kVectors; ++v) std::memcpy(acc + x0 + 8 * v, &a[v], sizeof a[v]);
+  }
+  for (int64_t x = x0; x < end; ++x) {
+    double a = k[0] * row[x];
+    for (int64_t j = r; j >= 1; --j) a += (up[j][x] + down[j][x]) * k[j];
+    acc[x] = a;
   }
 }
 
 // Axis 1: out[x] = k[0] * e[x] + sum_j k[j] * (e[x - j] + e[x + j]), e = ext + r (padded).
 __attribute__((target_clones("avx512f", "avx2", "default")))
-void horizontalRow(const double* ext, int64_t w, const double* k, int64_t r, double* acc, float* out) {
+void horizontalRow(const double* ext, int64_t w, const double* k, int64_t r, float* out) {
   const double* e = ext + r;
-  for (int64_t x = 0; x < w; ++x) acc[x] = k[0] * e[x];
-  for (int64_t j = r; j >= 1; --j) {
-    const double kj = k[j];
-    for (int64_t x = 0; x < w; ++x) acc[x] += (e[x - j] + e[x + j]) * kj;
+  int64_t x0 = 0;
+  for (; x0 + kBlock <= w; x0 += kBlock) {
+    v8d a[kVectors];
+    for (int v = 0; v < kVectors; ++v) a[v] = k[0] * load8(e + x0 + 8 * v);
+    for (int64_t j = r; j >= 1; --j) {
+      const double kj = k[j];
+      for (int v = 0; v < kVectors; ++v) a[v] += (load8(e + x0 + 8 * v - j) + load8(e + x0 + 8 * v + j)) * kj;
+    }
+    for (int v = 0; v < kVectors; ++v)
+      for (int l = 0; l < 8; ++l) out[x0 + 8 * v + l] = static_cast<float>(a[v][l]);
   }
-  for (int64_t x = 0; x < w; ++x) out[x] = static_cast<float>(acc[x]);
+  for (int64_t x = x0; x < w; ++x) {
+    double a = k[0] * e[x];
+    for (int64_t j = r; j >= 1; --j) a += (e[x - j] + e[x + j]) * k[j];
+    out[x] = static_cast<float>(a);
+  }
 }
 
 // numpy's pairwise summation (what phi_x.sum() does), so the kernel has scipy's exact bits.
@@ -95,8 +135,9 @@ void gaussianBlur(const float* in, int64_t n, int64_t h, int64_t w, double sigma
   require(sigma > 0 && std::isfinite(sigma), "gaussianBlur: sigma must be a finite number > 0");
   require(truncate >= 0 && std::isfinite(truncate), "gaussianBlur: truncate must be a finite number >= 0");
   const int64_t r = gaussianRadius(sigma, truncate);
-  require(r <= (int64_t(1) << 20), "gaussianBlur: the kernel radius int(truncate * sigma + 0.5) = " +
-                                       std::to_string(r) + " exceeds 1048576");
+  // Scratch grows with the radius (about 150 bytes per unit per thread): keep it bounded.
+  require(r <= (int64_t(1) << 16), "gaussianBlur: the kernel radius int(truncate * sigma + 0.5) = " +
+                                       std::to_string(r) + " exceeds 65536");
   const std::vector<double> full = gaussianKernel1d(sigma, r);
   const double* k = full.data() + r;  // k[j], j = 0..r (symmetric)
 
@@ -116,9 +157,22 @@ void gaussianBlur(const float* in, int64_t n, int64_t h, int64_t w, double sigma
   const int64_t tasks = n * chunksPerMap;
 #pragma omp parallel
   {
-    std::vector<double> ext(static_cast<size_t>(w + 2 * r)), acc(static_cast<size_t>(w));
-    // Reflect-pad positions of the row buffer, shared by every row.
-    std::vector<int64_t> pad(static_cast<size_t>(2 * r));
+    // Output rows go in groups of kGroup: the axis-0 pass of a group runs strip by strip of
+    // kStrip columns, so the 2r + kGroup input rows of a strip stay in L1 for the whole group.
+    // ring[slot(L)]: logical input row L (reflected into the map) as float64, converted once.
+    // When the ring would hold the map's h rows or more (a kernel wider than the map), it is
+    // the whole map instead, indexed through the reflection.
+    const int64_t ringRows = 2 * r + kGroup;
+    const bool wholeMap = ringRows >= h;
+    std::vector<double> ring(static_cast<size_t>((wholeMap ? h : ringRows) * w));
+    auto slot = [&](int64_t L) {
+      return ring.data() + (wholeMap ? reflectIndex(L, h) : ((L % ringRows) + ringRows) % ringRows) * w;
+    };
+    // The group's axis-0 results, each row padded by r on both sides for the axis-1 pass.
+    const int64_t padded = w + 2 * r;
+    std::vector<double> rows(static_cast<size_t>(kGroup * padded));
+    std::vector<const double*> up(static_cast<size_t>(kGroup * (r + 1))), down(up.size());
+    std::vector<int64_t> pad(static_cast<size_t>(2 * r));  // reflect-pad sources, shared by every row
     for (int64_t i = 0; i < r; ++i) {
       pad[i] = reflectIndex(i - r, w);
       pad[r + i] = reflectIndex(w + i, w);
@@ -128,14 +182,41 @@ void gaussianBlur(const float* in, int64_t n, int64_t h, int64_t w, double sigma
       const int64_t m = t / chunksPerMap, chunk = t % chunksPerMap;
       const int64_t y0 = chunk * rowsPerChunk, y1 = std::min(h, y0 + rowsPerChunk);
       const float* map = in + m * h * w;
-      for (int64_t y = y0; y < y1; ++y) {
-        double* mid = ext.data() + r;
-        verticalRow(map, h, w, y, k, r, mid);
-        for (int64_t i = 0; i < r; ++i) {
-          ext[i] = mid[pad[i]];
-          mid[w + i] = mid[pad[r + i]];
+      auto convert = [&](int64_t L) {
+        const float* src = map + reflectIndex(L, h) * w;
+        double* dst = slot(L);
+        for (int64_t x = 0; x < w; ++x) dst[x] = src[x];
+      };
+      auto load = [&](int64_t L) {
+        if (!wholeMap) convert(L);
+      };
+      if (wholeMap) {
+        for (int64_t L = 0; L < h; ++L) convert(L);
+      } else {
+        for (int64_t L = y0 - r; L < y0 + r; ++L) convert(L);
+      }
+      for (int64_t g0 = y0; g0 < y1; g0 += kGroup) {
+        const int64_t count = std::min(kGroup, y1 - g0);
+        for (int64_t g = 0; g < count; ++g) {
+          load(g0 + g + r);
+          for (int64_t j = 1; j <= r; ++j) {
+            up[g * (r + 1) + j] = slot(g0 + g - j);
+            down[g * (r + 1) + j] = slot(g0 + g + j);
+          }
         }
-        horizontalRow(ext.data(), w, k, r, acc.data(), out + (m * h + y) * w);
+        for (int64_t x = 0; x < w; x += kStrip)
+          for (int64_t g = 0; g < count; ++g)
+            verticalRow(slot(g0 + g), &up[g * (r + 1)], &down[g * (r + 1)], x, std::min(w, x + kStrip), k, r,
+                        rows.data() + g * padded + r);
+        for (int64_t g = 0; g < count; ++g) {
+          double* e = rows.data() + g * padded;
+          double* mid = e + r;
+          for (int64_t i = 0; i < r; ++i) {
+            e[i] = mid[pad[i]];
+            mid[w + i] = mid[pad[r + i]];
+          }
+          horizontalRow(e, w, k, r, out + (m * h + g0 + g) * w);
+        }
       }
     }
   }

@@ -35,8 +35,8 @@ std::vector<double> gaussianKernel1d(double sigma, int64_t radius);
 // half-sample symmetric (d c b a | a b c d | d c b a), repeated when the map is smaller than
 // the radius. Accumulates in float64 (also between the passes) and rounds once to float32, so
 // the result is scipy's float64 result rounded to float32 up to a few float64 ulps.
-//   in: [n, h, w]; out: [n, h, w]; sigma > 0; truncate >= 0. out may equal in (in place; then
-//   a copy of the input is made); other overlaps are not allowed.
+//   in: [n, h, w]; out: [n, h, w]; sigma > 0; truncate >= 0; radius <= 65536. out may overlap in
+//   (in place: the input is copied first).
 // Example: gaussianBlur(maps, 32, 256, 256, 4.0, 4.0, maps).
 void gaussianBlur(const float* in, int64_t n, int64_t h, int64_t w, double sigma, double truncate, float* out);
 
