@@ -235,3 +235,13 @@ export function referenceCoreset(
   }
   return { indices, slack };
 }
+
+/** The error a promise rejects with (fails the test when it resolves). */
+export async function rejection(p: Promise<unknown>): Promise<Error & { code?: string }> {
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err, 'expected a rejection').toBeInstanceOf(Error);
+  return err as Error & { code?: string };
+}
