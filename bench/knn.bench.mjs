@@ -182,7 +182,7 @@ function render(run, rows, coreset) {
   const lines = [];
   lines.push(`Run ${run.started} (${run.quick ? 'quick' : 'full'}), ${run.threads} threads, Node ${run.node}; ${run.cpu}; top-k scan ${run.engine.scanKernel}, bf16 screening ${run.engine.bf16Screening ? 'available' : 'unavailable'}.`);
   lines.push(`Load before: ${run.loadBefore}; after: ${run.loadAfter}. Other agents were compiling and testing on the same 2 cores, so`);
-  lines.push('every figure is the median (and min) of interleaved runs; ratios are medians of ours vs theirs (> 1: anomalens faster).');
+  lines.push('every figure is the median of interleaved runs (the JSON in bench/.peers has the minima); ratios are medians of ours vs theirs (> 1: anomalens faster).');
   lines.push('Data: N(0, 1) float32. "search only": index built beforehand; "e2e": from Float32Array database + queries per call.');
   lines.push('');
   lines.push('| database | queries | k | ours bank (search only) | ours fp32 path (search only) | ours e2e (knnSearch) | faiss IndexFlatL2 | faiss-node | faiss-node + conversion | bank vs faiss flat | fp32 vs faiss flat | e2e vs faiss-node + conv | runs |');
