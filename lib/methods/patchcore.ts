@@ -75,7 +75,7 @@ export function createPatchcore(backbone: Backbone, options: Record<string, unkn
         bank = all;
         return;
       }
-      const keep = Math.max(1, Math.round(rows * coreset));
+      const keep = Math.max(1, Math.floor(rows * coreset));  // int(n * percentage), as the original
       const idx = await coresetSubsample({ data: all, shape: [rows, dim] }, {
         count: keep, seed, onProgress: onProgress && ((selected, total) => onProgress(selected / total)),
       });
