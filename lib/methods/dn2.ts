@@ -8,7 +8,7 @@ import type { Backbone } from '../backbone.js';
 import { knnSearch } from '../knn.js';
 import type { NamedTensor } from '../safetensors.js';
 import { expectInteger, expectOneOf } from '../validate.js';
-import { concat, globalAvgPool, stateTensor, tapOrDeepest, type Features, type Method, type MethodScores } from './method.js';
+import { drainConcat, globalAvgPool, stateTensor, tapOrDeepest, type Features, type Method, type MethodScores } from './method.js';
 
 export interface Dn2Options {
   /** Neighbours (default 2). */
@@ -33,8 +33,7 @@ export function createDn2(backbone: Backbone, options: Record<string, unknown>):
       parts.push(globalAvgPool(f[tap]));
     },
     async finishFit() {
-      bank = concat(parts);
-      parts.length = 0;
+      bank = drainConcat(parts);
       if (bank.length / dim < k) throw new RangeError(`DN2 with k = ${k} needs at least ${k} training images, received ${bank.length / dim}`);
     },
     async score(f: Features): Promise<MethodScores> {

@@ -78,13 +78,19 @@ export function toRows(t: Tensor4): Float32Array {
   return out;
 }
 
-/** Concatenates Float32Arrays. */
-export function concat(parts: Float32Array[]): Float32Array {
+/**
+ * Concatenates the accumulated batches and empties `parts` as it goes, so each batch can be
+ * released as soon as it is copied: peak memory is the result plus one batch, not twice the
+ * training features.
+ */
+export function drainConcat(parts: Float32Array[]): Float32Array {
   let n = 0;
   for (const p of parts) n += p.length;
   const out = new Float32Array(n);
   let o = 0;
-  for (const p of parts) {
+  parts.reverse();
+  while (parts.length) {
+    const p = parts.pop()!;
     out.set(p, o);
     o += p.length;
   }

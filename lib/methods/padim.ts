@@ -16,7 +16,7 @@ import { callNative } from '../errors.js';
 import { gaussianBlur, resizeBilinear } from '../maps.js';
 import { native } from '../native.js';
 import { expectInteger, expectNumber } from '../validate.js';
-import { concat, stateTensor, type Features, type Method, type MethodScores } from './method.js';
+import { drainConcat, stateTensor, type Features, type Method, type MethodScores } from './method.js';
 import { seededSubset } from './seeded.js';
 
 export interface PadimOptions {
@@ -68,8 +68,7 @@ export function createPadim(backbone: Backbone, options: Record<string, unknown>
       parts.push((await embed(f)).data);
     },
     async finishFit() {
-      const all = concat(parts);
-      parts.length = 0;
+      const all = drainConcat(parts);
       const p = grid![0] * grid![1];
       const n = all.length / (d * p);
       if (n < 2) throw new RangeError(`PaDiM needs at least 2 training images, received ${n}`);

@@ -14,7 +14,7 @@ import { knnSearch } from '../knn.js';
 import { gaussianBlur, resizeBilinear } from '../maps.js';
 import { native } from '../native.js';
 import { expectBoolean, expectInteger, expectNumber } from '../validate.js';
-import { concat, stateTensor, type Features, type Method, type MethodScores } from './method.js';
+import { drainConcat, stateTensor, type Features, type Method, type MethodScores } from './method.js';
 
 export interface PatchcoreOptions {
   /** Fraction of training patches kept in the memory bank, 0.01..1 (default 0.1). */
@@ -68,8 +68,7 @@ export function createPatchcore(backbone: Backbone, options: Record<string, unkn
       parts.push((await embed(f)).data);
     },
     async finishFit(onProgress) {
-      const all = concat(parts);
-      parts.length = 0;
+      const all = drainConcat(parts);
       const rows = all.length / dim;
       if (coreset >= 1) {
         bank = all;

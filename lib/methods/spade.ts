@@ -15,7 +15,7 @@ import { knnSearch } from '../knn.js';
 import { gaussianBlur, resizeBilinear } from '../maps.js';
 import type { NamedTensor } from '../safetensors.js';
 import { expectInteger, expectNumber } from '../validate.js';
-import { concat, globalAvgPool, stateTensor, tapOrDeepest, toRows, type Features, type Method, type MethodScores } from './method.js';
+import { drainConcat, globalAvgPool, stateTensor, tapOrDeepest, toRows, type Features, type Method, type MethodScores } from './method.js';
 
 export interface SpadeOptions {
   /** Nearest training images per test image (default 5). */
@@ -52,11 +52,9 @@ export function createSpade(backbone: Backbone, options: Record<string, unknown>
       }
     },
     async finishFit() {
-      pooled = concat(pooledParts);
-      pooledParts.length = 0;
+      pooled = drainConcat(pooledParts);
       for (const l of layers) {
-        rows[l].data = concat(layerParts[l]);
-        layerParts[l] = [];
+        rows[l].data = drainConcat(layerParts[l]);
       }
       const n = pooled.length / pooledDim;
       if (n < topK) throw new RangeError(`SPADE with topK = ${topK} needs at least ${topK} training images, received ${n}`);
