@@ -8,6 +8,7 @@
  */
 import { AnomalensError, callNative, callNativeSync } from './errors.js';
 import { native } from './native.js';
+import { weightsFor } from './weights.js';
 import { describe, expectAllFinite, expectFloat32Array, expectObject, expectOneOf, expectShape, expectString } from './validate.js';
 
 export const TORCHVISION_ARCHS = [
@@ -41,8 +42,12 @@ export interface LayerProfile {
 
 export interface BackboneOptions {
   arch: Arch;
-  /** Path of a safetensors file (torchvision / timm names, or ONNX Model Zoo v2 names). */
-  weights: string;
+  /**
+   * Path of a safetensors file (torchvision / timm names, or ONNX Model Zoo v2 names), or an
+   * `hf:<owner>/<repo>[@rev]/<file>` spec downloaded once into the cache. Default: the arch's
+   * ImageNet weights from the Hub (DEFAULT_WEIGHTS; v2 archs have none and need this option).
+   */
+  weights?: string;
 }
 
 export class Backbone {
@@ -64,12 +69,13 @@ export class Backbone {
 
   /**
    * Loads weights for `arch`. Missing, unexpected or mis-shaped tensors reject with
-   * ERR_WEIGHTS_MISMATCH naming the tensor.
+   * ERR_WEIGHTS_MISMATCH naming the tensor. Without `weights`, the arch's default weights
+   * are downloaded once (ERR_IO naming the URL and the manual fix when that fails).
    */
   static async load(options: BackboneOptions): Promise<Backbone> {
     const o = expectObject(options, 'options');
     const arch = expectOneOf(o.arch, 'options.arch', ARCHS);
-    const weights = expectString(o.weights, 'options.weights');
+    const weights = await weightsFor(arch, o.weights as string | undefined);
     const nb = await callNative(() => native().loadBackbone(arch, weights) as Promise<NativeBackbone>);
     return new Backbone(nb, arch, weights);
   }

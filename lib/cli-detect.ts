@@ -6,13 +6,13 @@ import { basename, extname, join } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { ARCHS, type Arch } from './backbone.js';
 import { openFolders, openMvtec, type Dataset } from './datasets.js';
-import { Detector, METHODS, type DetectorOptions, type EvaluationReport, type MethodName, type ProgressEvent } from './detector.js';
+import { DEFAULT_ARCH, Detector, METHODS, type DetectorOptions, type EvaluationReport, type MethodName, type ProgressEvent } from './detector.js';
 import { AnomalensError } from './errors.js';
 import { listImages } from './images.js';
 import { writeOverlay, writeScoresCsv } from './overlay.js';
 import { createProgress, type Progress } from './progress.js';
 import { backends, setNumThreads } from './runtime.js';
-import { resolveWeights } from './weights.js';
+import { weightsFor } from './weights.js';
 
 export function positiveInt(name: string) {
   return (value: string) => {
@@ -79,13 +79,19 @@ function progressReporter(enabled: boolean): (e: ProgressEvent) => void {
   };
 }
 
-function detectorOptions(o: Record<string, unknown>, weights: string): DetectorOptions {
+/**
+ * Detector options from the flags; --arch defaults to DEFAULT_ARCH and --weights to the arch's
+ * ImageNet weights on the Hub (downloaded once; a v2 arch without --weights is a usage error).
+ */
+async function detectorOptions(o: Record<string, unknown>): Promise<DetectorOptions> {
   if (!(METHODS as readonly string[]).includes(String(o.method)))
     throw new InvalidArgumentError(`--method must be one of ${METHODS.join(', ')}, received '${o.method}'`);
-  if (!(ARCHS as readonly string[]).includes(String(o.arch)))
-    throw new InvalidArgumentError(`--arch must be one of ${ARCHS.join(', ')}, received '${o.arch}'`);
+  const arch = (o.arch ?? DEFAULT_ARCH) as Arch;
+  if (!(ARCHS as readonly string[]).includes(arch))
+    throw new InvalidArgumentError(`--arch must be one of ${ARCHS.join(', ')}, received '${arch}'`);
+  const weights = await weightsFor(arch, o.weights as string | undefined, { progress: o.progress as boolean, flag: '--weights' });
   return {
-    method: o.method as MethodName, arch: o.arch as Arch, weights,
+    method: o.method as MethodName, arch, weights,
     size: o.size as number | undefined, batchSize: o.batch as number | undefined,
     methodOptions: (o.option as Record<string, unknown>) ?? {},
   };
@@ -101,11 +107,12 @@ function common(cmd: Command): Command {
 }
 
 function detectorFlags(cmd: Command, required: boolean): Command {
-  const add = (flags: string, desc: string) => (required ? cmd.requiredOption(flags, desc) : cmd.option(flags, desc));
-  add('--method <method>', `detector: ${METHODS.join(', ')}`);
-  add('--arch <arch>', `backbone: ${ARCHS.join(', ')}`);
-  add('--weights <file|hf:owner/repo/file>', 'backbone weights (safetensors); hf: specs are downloaded once into a cache');
+  if (required) cmd.requiredOption('--method <method>', `detector: ${METHODS.join(', ')}`);
+  else cmd.option('--method <method>', `detector: ${METHODS.join(', ')}`);
   return cmd
+    .option('--arch <arch>', `backbone: ${ARCHS.join(', ')} (default ${DEFAULT_ARCH})`)
+    .option('--weights <file|hf:owner/repo/file>',
+      'backbone weights (safetensors); hf: specs are downloaded once into a cache; default: the arch\'s ImageNet weights on the Hugging Face Hub (torchvision archs)')
     .option('--size <n>', 'square input size (images are resized without crop)', positiveInt('--size'))
     .option('--option <key=value>', 'method option, repeatable (e.g. coreset=0.01, topK=50, d=100, k=2)', collectOption, {});
 }
@@ -135,8 +142,7 @@ export function registerDetectorCommands(program: Command): void {
     .requiredOption('--out <file>', 'detector file to write (e.g. model.anomalens)')
     .action(async (o) => {
       applyRuntime(o);
-      const weights = await resolveWeights(o.weights, { progress: o.progress });
-      const det = await Detector.create(detectorOptions(o, weights));
+      const det = await Detector.create(await detectorOptions(o));
       det.onProgress = progressReporter(o.progress);
       const train = (await isMvtec(o.data)) ? (await openMvtec(o.data)).train.map((s) => s.path) : await listImages(o.data);
       await det.fit(train);
@@ -180,13 +186,8 @@ export function registerDetectorCommands(program: Command): void {
     .option('--save <file>', 'save the detector (with the F1-adaptive thresholds) here')
     .action(async (o) => {
       applyRuntime(o);
-      if (Boolean(o.model) === Boolean(o.method)) throw new InvalidArgumentError('give either --model or --method with --arch and --weights');
-      let det: Detector;
-      if (o.model) det = await Detector.load(o.model, { weights: o.weights });
-      else {
-        if (!o.arch || !o.weights) throw new InvalidArgumentError('--method needs --arch and --weights');
-        det = await Detector.create(detectorOptions(o, await resolveWeights(o.weights, { progress: o.progress })));
-      }
+      if (Boolean(o.model) === Boolean(o.method)) throw new InvalidArgumentError('give either --model or --method (with optional --arch and --weights)');
+      const det = o.model ? await Detector.load(o.model, { weights: o.weights }) : await Detector.create(await detectorOptions(o));
       det.onProgress = progressReporter(o.progress);
       const report = await det.evaluate(await openData(o));
       if (o.save) await det.save(o.save);

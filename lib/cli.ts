@@ -15,6 +15,7 @@ import { createProgress } from './progress.js';
 import { registerBenchCommand } from './cli-bench.js';
 import { registerDetectorCommands } from './cli-detect.js';
 import { setNumThreads } from './runtime.js';
+import { weightsFor } from './weights.js';
 
 function parseSize(value: string, name: string): number | [number, number] {
   const m = /^(\d+)(?:x(\d+))?$/.exec(value.trim());
@@ -54,7 +55,8 @@ export function buildProgram(): Command {
     .command('features')
     .description('Extract backbone feature maps at the given taps and write them as a safetensors file (one tensor per tap)')
     .requiredOption('--arch <arch>', `backbone architecture: ${ARCHS.join(', ')}`)
-    .requiredOption('--weights <file>', 'weights (safetensors, torchvision/timm or ONNX Model Zoo v2 names)')
+    .option('--weights <file|hf:owner/repo/file>',
+      'weights (safetensors, torchvision/timm or ONNX Model Zoo v2 names); default: the arch\'s ImageNet weights on the Hugging Face Hub (torchvision archs)')
     .requiredOption('--taps <list>', 'comma-separated taps, e.g. layer2,layer3 (v2: stage2,stage3)')
     .option('--images <paths...>', 'image folder(s) or files')
     .option('--size <S|HxW>', 'resize: S = shorter side to S keeping the aspect ratio; HxW = exact', '256')
@@ -78,7 +80,8 @@ export function buildProgram(): Command {
       } else {
         source = { input: o.input };
       }
-      const backbone = await Backbone.load({ arch: o.arch as Arch, weights: o.weights });
+      const weights = await weightsFor(o.arch, o.weights, { flag: '--weights' });
+      const backbone = await Backbone.load({ arch: o.arch as Arch, weights });
       const total = 'images' in source ? source.images.length : undefined;
       const progress = total !== undefined ? createProgress('features', total, { unit: 'img' }) : undefined;
       let last = 0;

@@ -24,6 +24,7 @@ import { readSafetensors, SafetensorsWriter } from './safetensors.js';
 import { applyThresholds, fitThresholds, parseThresholds, type Thresholds, type ThresholdsLike } from './thresholds.js';
 import { batches as datasetBatches, type Dataset } from './datasets.js';
 import { Evaluator, type Evaluation } from './metrics-evaluator.js';
+import { weightsFor } from './weights.js';
 import { describe, expectInteger, expectNumber, expectObject, expectOneOf, expectString } from './validate.js';
 
 export const METHODS = ['dn2', 'spade', 'patchcore', 'padim'] as const;
@@ -38,10 +39,18 @@ export interface ProgressEvent {
   total: number;
 }
 
+/** The backbone when none is given: the one of PatchCore's, PaDiM's and SPADE's original code. */
+export const DEFAULT_ARCH: Arch = 'wide_resnet50_2';
+
 export interface DetectorOptions {
   method: MethodName;
-  arch: Arch;
-  weights: string;
+  /** Backbone architecture (default DEFAULT_ARCH, wide_resnet50_2). */
+  arch?: Arch;
+  /**
+   * Weights: a safetensors path or an `hf:` spec; default the arch's ImageNet weights from the
+   * Hugging Face Hub (DEFAULT_WEIGHTS), downloaded once into the cache.
+   */
+  weights?: string;
   /** Square input size: images are resized to size x size without crop (default 224). */
   size?: number;
   /** Centre crop after the resize, for paper parity (maps then cover the crop only). */
@@ -125,12 +134,12 @@ export class Detector {
   static async create(options: DetectorOptions): Promise<Detector> {
     const o = expectObject(options, 'options') as unknown as DetectorOptions;
     const method = expectOneOf(o.method, 'options.method', METHODS);
-    const arch = expectOneOf(o.arch, 'options.arch', ARCHS);
-    const weights = expectString(o.weights, 'options.weights');
+    const arch = expectOneOf(o.arch ?? DEFAULT_ARCH, 'options.arch', ARCHS);
     if (o.size !== undefined) expectInteger(o.size, 'options.size', { min: 32, max: 4096 });
     if (o.crop !== undefined) expectInteger(o.crop, 'options.crop', { min: 32, max: o.size ?? 224 });
     if (o.batchSize !== undefined) expectInteger(o.batchSize, 'options.batchSize', { min: 1, max: 1024 });
     if (o.methodOptions !== undefined) expectObject(o.methodOptions, 'options.methodOptions');
+    const weights = await weightsFor(arch, o.weights);
     const [backbone, sha] = await Promise.all([Backbone.load({ arch, weights }), sha256File(weights)]);
     const impl = FACTORIES[method](backbone, o.methodOptions ?? {});
     return new Detector(method, backbone, impl, o, sha);

@@ -239,6 +239,49 @@ async function download(url: string, dest: string, spec: string, o: ResolveWeigh
   }
 }
 
+/**
+ * ImageNet weights per torchvision-layout arch: torchvision's own weights as the timm
+ * `<arch>.tv_in1k` repositories on the Hugging Face Hub publish them (`model.safetensors`,
+ * torchvision's key names, the classifier included). Used when no weights are given.
+ */
+export const DEFAULT_WEIGHTS: Readonly<Record<string, string>> = Object.freeze({
+  resnet18: 'hf:timm/resnet18.tv_in1k/model.safetensors',
+  resnet34: 'hf:timm/resnet34.tv_in1k/model.safetensors',
+  resnet50: 'hf:timm/resnet50.tv_in1k/model.safetensors',
+  resnet101: 'hf:timm/resnet101.tv_in1k/model.safetensors',
+  resnet152: 'hf:timm/resnet152.tv_in1k/model.safetensors',
+  wide_resnet50_2: 'hf:timm/wide_resnet50_2.tv_in1k/model.safetensors',
+  wide_resnet101_2: 'hf:timm/wide_resnet101_2.tv_in1k/model.safetensors',
+});
+
+/**
+ * The default weights spec of `arch` (see DEFAULT_WEIGHTS). The ONNX Model Zoo v2 archs have
+ * no file on the Hub: for them a TypeError says how to pass weights (`flag` names the option
+ * in the message, e.g. '--weights' for the CLI).
+ * @example defaultWeights('resnet18')  // 'hf:timm/resnet18.tv_in1k/model.safetensors'
+ */
+export function defaultWeights(arch: string, flag = 'options.weights'): string {
+  const spec = Object.hasOwn(DEFAULT_WEIGHTS, arch) ? DEFAULT_WEIGHTS[arch] : undefined;
+  if (spec) return spec;
+  throw new TypeError(
+    `${flag} is required for arch '${arch}': it has no default weights on the Hugging Face Hub. ` +
+      `Pass ${flag} a local safetensors file with ONNX Model Zoo initializer names (for example ` +
+      `resnet50v2-onnxzoo-stages1-3.safetensors, converted from the initializers of resnet50-v2-7.onnx), ` +
+      `or choose a torchvision arch (${Object.keys(DEFAULT_WEIGHTS).join(', ')}), whose ImageNet weights are downloaded by default`,
+  );
+}
+
+/**
+ * The weights to load for `arch`: `spec` when it is a local path (unchanged), its download
+ * when it is an `hf:` spec, and the arch's default weights (downloaded once) when absent.
+ */
+export async function weightsFor(arch: string, spec: string | undefined, options: ResolveWeightsOptions & { flag?: string } = {}): Promise<string> {
+  const { flag, ...resolveOptions } = options;
+  if (spec === undefined) return resolveWeights(defaultWeights(arch, flag), resolveOptions);
+  expectString(spec, flag ?? 'options.weights');
+  return isHfSpec(spec) ? resolveWeights(spec, resolveOptions) : spec;
+}
+
 /** Whether a value is an `hf:` weights spec (as opposed to a path). */
 export function isHfSpec(spec: unknown): spec is string {
   return typeof spec === 'string' && spec.startsWith('hf:');

@@ -95,9 +95,13 @@ describe('anomalens fit / predict / eval', () => {
     r = await run('fit', '--method', 'dn2', '--arch', 'resnet18', '--weights', weights, '--data', join(dir, 'nope'), '--out', join(dir, 'x'));
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/ERR_IO/);
-    r = await run('eval', '--method', 'dn2', '--data', data);
+    // --arch and --weights are optional, but a v2 arch has no default weights on the Hub
+    r = await run('eval', '--method', 'dn2', '--arch', 'resnet50_v2', '--data', data);
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/--method needs --arch and --weights/);
+    expect(r.stderr).toMatch(/--weights is required for arch 'resnet50_v2'/);
+    r = await run('eval', '--data', data);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/give either --model or --method/);
     r = await run('fit', '--method', 'svm', '--arch', 'resnet18', '--weights', weights, '--data', data, '--out', join(dir, 'x'));
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/--method must be one of dn2, spade, patchcore, padim/);

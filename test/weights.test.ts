@@ -1,7 +1,7 @@
 // Weights resolution: local paths, hf: spec parsing, and the download path against a local
 // HTTP server started here (this machine has no network): one download then cache hits,
 // redirects with the Hub's SHA-256 header, HTTP errors, a refused connection, a truncated
-// body and a stalled transfer, each leaving nothing in the cache.
+// body and a stalled transfer, each leaving nothing in the cache; the default weights per arch.
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -9,7 +9,10 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AnomalensError } from '../lib/errors.js';
-import { defaultCacheDir, hfCachePath, hfUrl, parseHfSpec, resolveWeights } from '../lib/weights.js';
+import { Backbone, ONNX_V2_ARCHS, TORCHVISION_ARCHS } from '../lib/backbone.js';
+import { Detector } from '../lib/detector.js';
+import { DEFAULT_WEIGHTS, defaultCacheDir, defaultWeights, hfCachePath, hfUrl, parseHfSpec, resolveWeights } from '../lib/weights.js';
+import { writeSeededWeights } from './helpers/seeded.js';
 import { tempDir } from './helpers/tmp.js';
 
 const { dir: tmp, cleanup } = tempDir('anomalens-weights-');
@@ -208,5 +211,83 @@ describe('downloads', () => {
     await expect(resolveWeights('hf:o/r/w', { bogus: 1 } as never)).rejects.toThrow(/unknown option 'bogus'/);
     await expect(resolveWeights('hf:o/r/w', { idleTimeoutMs: 0 })).rejects.toThrow(RangeError);
     await expect(resolveWeights('hf:o/r/w', { onProgress: 3 as never })).rejects.toThrow(TypeError);
+  });
+});
+
+describe('default weights', () => {
+  const parity = JSON.parse(readFileSync(join(import.meta.dirname, 'fixtures/backbone/parity.json'), 'utf8'));
+  const r18 = join(tmp, 'r18-hub.safetensors');
+  const hubPath = '/timm/resnet18.tv_in1k/resolve/main/model.safetensors';
+
+  /** Runs `fn` with the Hub endpoint and the cache redirected by environment variables. */
+  async function withHub<T>(cache: string, ep: string, fn: () => Promise<T>): Promise<T> {
+    const saved = { cache: process.env.ANOMALENS_CACHE, ep: process.env.ANOMALENS_HF_ENDPOINT };
+    process.env.ANOMALENS_CACHE = cache;
+    process.env.ANOMALENS_HF_ENDPOINT = ep;
+    try {
+      return await fn();
+    } finally {
+      for (const [k, v] of [['ANOMALENS_CACHE', saved.cache], ['ANOMALENS_HF_ENDPOINT', saved.ep]] as const)
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+    }
+  }
+
+  it("names timm's tv_in1k model.safetensors for every torchvision arch, and none for v2", () => {
+    expect(Object.keys(DEFAULT_WEIGHTS).sort()).toEqual([...TORCHVISION_ARCHS].sort());
+    for (const arch of TORCHVISION_ARCHS) {
+      expect(defaultWeights(arch)).toBe(DEFAULT_WEIGHTS[arch]);
+      expect(parseHfSpec(defaultWeights(arch))).toEqual({ owner: 'timm', repo: `${arch}.tv_in1k`, revision: 'main', file: 'model.safetensors' });
+    }
+    for (const arch of ONNX_V2_ARCHS) {
+      expect(() => defaultWeights(arch)).toThrow(TypeError);
+      expect(() => defaultWeights(arch)).toThrow(new RegExp(`options.weights is required for arch '${arch}'`));
+      expect(() => defaultWeights(arch, '--weights')).toThrow(/Pass --weights a local safetensors file with ONNX Model Zoo initializer names/);
+    }
+    expect(() => defaultWeights('__proto__')).toThrow(TypeError);
+  });
+
+  it('Backbone.load and Detector.create download the default once through the hf: cache', async () => {
+    await writeSeededWeights(r18, parity.archs.resnet18.tensors);
+    const body = readFileSync(r18);
+    routes.set(hubPath, serve(body));
+    const cache = join(tmp, 'default-cache');
+    await withHub(cache, endpoint, async () => {
+      const before = hits.length;
+      const bb = await Backbone.load({ arch: 'resnet18' });
+      const cached = join(cache, 'hf', 'timm', 'resnet18.tv_in1k', 'main', 'model.safetensors');
+      expect(bb.weights).toBe(cached);
+      expect(readFileSync(cached).equals(body)).toBe(true);
+      expect(hits.slice(before)).toEqual([hubPath]);
+      // the same features as from the local file
+      const x = { data: new Float32Array(2 * 3 * 32 * 32).map((_, i) => Math.sin(i)), shape: [2, 3, 32, 32] as [number, number, number, number] };
+      const local = await Backbone.load({ arch: 'resnet18', weights: r18 });
+      expect((await bb.extract(x, ['layer1'])).layer1.data).toEqual((await local.extract(x, ['layer1'])).layer1.data);
+      await bb.dispose();
+      await local.dispose();
+      // an hf: spec resolves too, and a second use of the default makes no request
+      const det = await Detector.create({ method: 'dn2', arch: 'resnet18' });
+      const bb2 = await Backbone.load({ arch: 'resnet18', weights: DEFAULT_WEIGHTS.resnet18 });
+      expect(det.backbone.weights).toBe(cached);
+      expect(bb2.weights).toBe(cached);
+      expect(hits.length).toBe(before + 1);
+      await bb2.dispose();
+    });
+  });
+
+  it('offline: ERR_IO naming the URL and where to put the file by hand; v2 without weights says how to pass them', async () => {
+    const closed = createServer();
+    await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
+    const dead = `http://127.0.0.1:${(closed.address() as AddressInfo).port}`;
+    await new Promise((r) => closed.close(r));
+    const cache = join(tmp, 'offline-cache');
+    await withHub(cache, dead, async () => {
+      const err = await rejection(Backbone.load({ arch: 'wide_resnet50_2' }));
+      expect(err.message).toContain(`${dead}/timm/wide_resnet50_2.tv_in1k/resolve/main/model.safetensors`);
+      expect(err.message).toContain(join(cache, 'hf', 'timm', 'wide_resnet50_2.tv_in1k', 'main', 'model.safetensors'));
+      await expect(Detector.create({ method: 'patchcore' })).rejects.toThrow(/wide_resnet50_2\.tv_in1k/);
+      await expect(Detector.create({ method: 'dn2', arch: 'resnet50_v2' })).rejects.toThrow(/options.weights is required for arch 'resnet50_v2'/);
+    });
+    expect(filesUnder(cache)).toEqual([]);
   });
 });
