@@ -17,7 +17,7 @@ function fnv1a(s) {
   return h >>> 0;
 }
 
-function seededTensor(name, shape) {
+export function seededTensor(name, shape) {
   const n = shape.reduce((a, b) => a * b, 1);
   const seed = fnv1a(name);
   let f;

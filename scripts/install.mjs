@@ -7,7 +7,7 @@
 // prebuilt) picks the fresh build. In a source checkout (no prebuilds/ folder) it stays silent:
 // there `npm run build` is the way.
 import { execFileSync } from 'node:child_process';
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,7 +17,9 @@ const target = `${process.platform}-${process.arch}`;
 const prebuilt = join(root, 'prebuilds', target);
 const truthy = (v) => v !== undefined && v !== '' && v !== 'false' && v !== '0';
 const fromSource = truthy(process.env.ANOMALENS_BUILD_FROM_SOURCE) || truthy(process.env.npm_config_build_from_source);
-const debianPackages = 'cmake g++ make libdnnl-dev libfaiss-dev libopenblas-openmp-dev nlohmann-json3-dev';
+// The one list of build packages (shipped with the package for this message).
+const debianPackages = readFileSync(join(root, '.ci', 'debian-build.txt'), 'utf8')
+  .split('\n').map((l) => l.replace(/#.*/, '').trim()).filter(Boolean).join(' ');
 
 if (!fromSource) {
   const built = existsSync(join(root, 'build', 'Release', 'anomalens.node'));

@@ -136,7 +136,7 @@ describe.skipIf(!linuxX64)('npm package (linux-x64 prebuilt)', () => {
 
   it('the tarball holds the built library, the prebuilt binary with its libraries and notices, and no tests, fixtures or bench', () => {
     const paths = packed.map((f) => f.path);
-    for (const p of ['package.json', 'dist/lib/index.js', 'dist/lib/index.d.ts', 'scripts/install.mjs', 'CMakeLists.txt',
+    for (const p of ['package.json', 'dist/lib/index.js', 'dist/lib/index.d.ts', 'scripts/install.mjs', '.ci/debian-build.txt', 'CMakeLists.txt',
       'prebuilds/linux-x64/anomalens.node', 'prebuilds/linux-x64/THIRD_PARTY_NOTICES.md', 'prebuilds/linux-x64/manifest.json'])
       expect(paths).toContain(p);
     expect(paths.filter((p) => /^(test|bench|build[^/]*|lib|scripts\/prebuild)\b|fixtures|\.map$|\.tgz$|node_modules/.test(p))).toEqual([]);
