@@ -61,6 +61,9 @@ bare_root_add_node() {
 # compilers and browsers inside the root. Undone by bare_root_release.
 bare_root_mount() {
   local root=$1
+  # The root a mount point of its own: inside the chroot, `unshare -m` (test/package.test.ts)
+  # must change the propagation of "/", which fails (EINVAL) unless "/" is a mount.
+  mount --bind "$root" "$root"
   mount -t proc proc "$root/proc"
   mount -t sysfs sys "$root/sys"
   mount --bind /dev "$root/dev"
@@ -76,8 +79,9 @@ bare_root_mount() {
 bare_root_release() {
   local root=$1 m
   [ -d "$root" ] || return 0
-  for m in $(findmnt -rn -o TARGET | grep -F "$root/" | sort -r); do umount -l "$m" 2>/dev/null || true; done
-  ! findmnt -rn -o TARGET | grep -qF "$root/"
+  mounted() { findmnt -rn -o TARGET | awk -v r="$root" '$0 == r || index($0, r "/") == 1'; }
+  for m in $(mounted | sort -r); do umount -l "$m" 2>/dev/null || true; done
+  [ -z "$(mounted)" ]
 }
 
 # in_root ROOT DIR CMD...: runs CMD inside ROOT in DIR with a clean environment (PATH, HOME,

@@ -89,7 +89,9 @@ async function detectorOptions(o: Record<string, unknown>): Promise<DetectorOpti
   const arch = (o.arch ?? DEFAULT_ARCH) as Arch;
   if (!(ARCHS as readonly string[]).includes(arch))
     throw new InvalidArgumentError(`--arch must be one of ${ARCHS.join(', ')}, received '${arch}'`);
-  const weights = await weightsFor(arch, o.weights as string | undefined, { progress: o.progress as boolean, flag: '--weights' });
+  // --no-progress turns the download bar off; otherwise it shows only on a terminal.
+  const progress = o.progress === false ? false : undefined;
+  const weights = await weightsFor(arch, o.weights as string | undefined, { progress, flag: '--weights' });
   return {
     method: o.method as MethodName, arch, weights,
     size: o.size as number | undefined, batchSize: o.batch as number | undefined,
