@@ -11,11 +11,11 @@
  * anywhere. The concatenation equals the original's unfold/fold when layer sizes divide; for
  * other sizes, the nearest source row floor(y * h_l / h_0) is used.
  */
-import type { Backbone } from '../backbone.js';
-import { callNative } from '../errors.js';
-import { gaussianBlur, resizeBilinear } from '../maps.js';
-import { native } from '../native.js';
-import { expectInteger, expectNumber } from '../validate.js';
+import type { Backbone } from '../nn/backbone.js';
+import { callNative } from '../core/errors.js';
+import { gaussianBlur, resizeBilinear } from '../maps/maps.js';
+import { native } from '../core/native.js';
+import { expectInteger, expectNumber } from '../core/validate.js';
 import { drainConcat, stateTensor, type Features, type Method, type MethodScores } from './method.js';
 import { seededSubset } from './seeded.js';
 

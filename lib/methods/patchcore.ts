@@ -7,13 +7,13 @@
  * (faiss IndexFlatL2's), image score = the maximum patch score (or the paper's reweighting,
  * `reweight: true`), map: bilinear upsampling to the input size and Gaussian blur sigma 4.
  */
-import type { Backbone } from '../backbone.js';
-import { callNative } from '../errors.js';
-import { coresetSubsample } from '../knn-coreset.js';
-import { knnSearch } from '../knn.js';
-import { gaussianBlur, resizeBilinear } from '../maps.js';
-import { native } from '../native.js';
-import { expectBoolean, expectInteger, expectNumber } from '../validate.js';
+import type { Backbone } from '../nn/backbone.js';
+import { callNative } from '../core/errors.js';
+import { coresetSubsample } from '../sampling/coreset.js';
+import { knnSearch } from '../knn/exact.js';
+import { gaussianBlur, resizeBilinear } from '../maps/maps.js';
+import { native } from '../core/native.js';
+import { expectBoolean, expectInteger, expectNumber } from '../core/validate.js';
 import { drainConcat, stateTensor, type Features, type Method, type MethodScores } from './method.js';
 
 export interface PatchcoreOptions {
