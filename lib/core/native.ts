@@ -8,7 +8,10 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { NativeAddon } from './addon.js';
 import { AnomalensError } from './errors.js';
+
+export type { NativeAddon } from './addon.js';
 
 const require = createRequire(import.meta.url);
 
@@ -41,10 +44,6 @@ export function addonCandidates(): string[] {
   if (process.env.ANOMALENS_NATIVE) return [process.env.ANOMALENS_NATIVE];
   return [join(prebuiltDir, 'anomalens.node'), localBuild];
 }
-
-// The addon's raw interface; typed loosely here and precisely by each lib/ module.
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-export type NativeAddon = Record<string, any>;
 
 let cached: NativeAddon | undefined;
 /** The loaded path, for diagnostics. */

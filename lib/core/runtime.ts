@@ -15,10 +15,10 @@ export function setNumThreads(n: number): void {
 
 /** The thread count native work uses. */
 export function numThreads(): number {
-  return native().numThreads() as number;
+  return native().numThreads();
 }
 
 /** The compute backends compiled into this build and whether each can run here. */
 export function backends(): { name: string; available: boolean }[] {
-  return native().backends() as { name: string; available: boolean }[];
+  return native().backends();
 }

@@ -104,7 +104,7 @@ export async function decodeImage(path: string): Promise<DecodedImage> {
   if (raw.channels === 3) return { data: raw.data, width: raw.width, height: raw.height };
   const pixels = raw.width * raw.height;
   const rgb = new Uint8Array(pixels * 3);
-  await callNative(() => native().toRgb(raw.data, pixels, raw.channels, rgb) as Promise<void>);
+  await callNative(() => native().toRgb(raw.data, pixels, raw.channels, rgb));
   return { data: rgb, width: raw.width, height: raw.height };
 }
 
@@ -306,7 +306,7 @@ export async function preprocessImages(images: RawImage[], pre: Preprocess, name
   const n = images.length;
   const data = new Float32Array(n * 3 * oh * ow);
   await callNative(
-    () => native().preprocessBatch(images.map((i) => i.data), geometry, oh, ow, p.mean, p.std, data) as Promise<void>,
+    () => native().preprocessBatch(images.map((i) => i.data), geometry, oh, ow, p.mean, p.std, data),
   );
   return { data, shape: [n, 3, oh, ow], sizes: images.map((i) => ({ width: i.width, height: i.height })) };
 }
@@ -342,6 +342,6 @@ export async function resizeImage(image: RawImage, width: number, height: number
   expectInteger(width, 'width', { min: 1, max: MAX_SIZE });
   expectInteger(height, 'height', { min: 1, max: MAX_SIZE });
   const data = new Uint8Array(width * height * c);
-  await callNative(() => native().resizeBilinear(image.data, h, w, c, height, width, data) as Promise<void>);
+  await callNative(() => native().resizeBilinear(image.data, h, w, c, height, width, data));
   return { data, width, height, channels: c as 1 | 3 };
 }

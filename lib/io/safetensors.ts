@@ -25,7 +25,7 @@ export interface SafetensorsContent {
  */
 export async function readSafetensors(path: string): Promise<SafetensorsContent> {
   expectString(path, 'path');
-  return callNative(() => native().readSafetensors(path) as Promise<SafetensorsContent>);
+  return callNative(() => native().readSafetensors(path));
 }
 
 /**

@@ -114,7 +114,7 @@ export async function resizeBilinear(
   const [oh, ow] = expectShape(size, 'size', 2);
   const o = expectObject(options, 'options');
   const out = expectOut(o, s4[0] * s4[1] * oh * ow, [['maps', data]]);
-  return callNative(() => native().mapsResizeBilinear(data, s4, [oh, ow], out) as Promise<Float32Array>);
+  return callNative(() => native().mapsResizeBilinear(data, s4, [oh, ow], out));
 }
 
 /**
@@ -148,7 +148,7 @@ export async function gaussianBlur(
       `the kernel radius int(truncate * sigma + 0.5) must be <= ${MAX_BLUR_RADIUS}, received ${radius} (sigma ${sigma}, truncate ${truncate})`,
     );
   const out = expectOut(o, data.length, [['maps', data]], data);
-  return callNative(() => native().mapsGaussianBlur(data, [...s], sigma, truncate, out) as Promise<Float32Array>);
+  return callNative(() => native().mapsGaussianBlur(data, [...s], sigma, truncate, out));
 }
 
 function distanceArgs(a: unknown, b: unknown, shape: unknown) {
@@ -180,7 +180,7 @@ export async function cosineDistanceMap(
   const eps = o.eps === undefined ? 1e-8 : expectNumber(o.eps, 'options.eps');
   if (!(Math.fround(eps) > 0)) throw new RangeError(`options.eps must be > 0 (as a float32), received ${eps}`);
   const out = expectOut(o, count, [['a', da], ['b', db]]);
-  return callNative(() => native().mapsCosineDistance(da, db, s, eps, out) as Promise<Float32Array>);
+  return callNative(() => native().mapsCosineDistance(da, db, s, eps, out));
 }
 
 /**
@@ -202,5 +202,5 @@ export async function l2DistanceMap(
   const o = expectObject(options, 'options');
   const squared = o.squared === undefined ? false : expectBoolean(o.squared, 'options.squared');
   const out = expectOut(o, count, [['a', da], ['b', db]]);
-  return callNative(() => native().mapsL2Distance(da, db, s, squared, out) as Promise<Float32Array>);
+  return callNative(() => native().mapsL2Distance(da, db, s, squared, out));
 }

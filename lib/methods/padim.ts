@@ -55,7 +55,7 @@ export function createPadim(backbone: Backbone, options: Record<string, unknown>
       throw new RangeError(`PaDiM was fitted on a ${grid[0]}x${grid[1]} ${layers[0]} grid but received ${h}x${w}: use the fit's input size`);
     grid = [h, w];
     const data = await callNative(
-      () => native().padimEmbed(layers.map((l) => f[l].data), layers.map((l) => f[l].shape), subset) as Promise<Float32Array>,
+      () => native().padimEmbed(layers.map((l) => f[l].data), layers.map((l) => f[l].shape), subset),
     );
     return { data, n, p: h * w };
   };
@@ -72,13 +72,13 @@ export function createPadim(backbone: Backbone, options: Record<string, unknown>
       const p = grid![0] * grid![1];
       const n = all.length / (d * p);
       if (n < 2) throw new RangeError(`PaDiM needs at least 2 training images, received ${n}`);
-      const [m, prec] = await callNative(() => native().padimFit(all, [n, d, p], reg) as Promise<[Float32Array, Float32Array]>);
+      const [m, prec] = await callNative(() => native().padimFit(all, [n, d, p], reg));
       mean = m;
       precision = prec;
     },
     async score(f: Features, inputSize: [number, number]): Promise<MethodScores> {
       const e = await embed(f);
-      const dist = await callNative(() => native().padimScore(e.data, [e.n, d, e.p], mean, precision) as Promise<Float32Array>);
+      const dist = await callNative(() => native().padimScore(e.data, [e.n, d, e.p], mean!, precision!));
       const [H, W] = inputSize;
       const up = await resizeBilinear(dist, [e.n, 1, grid![0], grid![1]], [H, W]);
       const maps = sigma > 0 ? await gaussianBlur(up, [e.n, H, W], sigma) : up;

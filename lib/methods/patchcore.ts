@@ -55,7 +55,7 @@ export function createPatchcore(backbone: Backbone, options: Record<string, unkn
     grid = [h, w];
     const layerDim = Math.min(dim, a.shape[1] * 9, c.shape[1] * 9);
     const data = await callNative(
-      () => native().patchcoreEmbed(a.data, a.shape, c.data, c.shape, layerDim, dim) as Promise<Float32Array>,
+      () => native().patchcoreEmbed(a.data, a.shape, c.data, c.shape, layerDim, dim),
     );
     return { data, n: a.shape[0], p: h * w };
   };

@@ -3,6 +3,7 @@
  * forms, normalises them into blocks (typed array + n, h, w) without copying, and runs the
  * native computation. Shared by lib/metrics.ts, lib/metrics-evaluator.ts and the tests.
  */
+import type { NativeCurve, NativeMetricsResult, NativeMetricsSpec } from '../core/addon.js';
 import { callNative } from '../core/errors.js';
 import { native } from '../core/native.js';
 import { describe, expectBoolean, expectInteger, expectNumber, expectObject } from '../core/validate.js';
@@ -201,18 +202,7 @@ export function anyBlocks(scores: unknown, labels: unknown, needShape = false): 
   return flat ? scoreBlocks(scores, labels) : mapBlocks(scores, labels, needShape);
 }
 
-interface NativeMetrics {
-  auroc: number | null;
-  averagePrecision: number | null;
-  f1: number | null;
-  f1Threshold: number | null;
-  aupro: number | null;
-  positives: number;
-  negatives: number;
-  regions: number;
-}
-
-function spec(blocks: Block[], options: LabelOptions & EngineOptions): Record<string, unknown> {
+function spec(blocks: Block[], options: LabelOptions & EngineOptions): NativeMetricsSpec {
   // The native core needs one score type: float32 blocks are widened exactly when mixed.
   const wide = blocks.some((b) => b.scores instanceof Float64Array);
   return {
@@ -232,9 +222,9 @@ export function runMetrics(
   blocks: Block[],
   flags: number,
   options: LabelOptions & EngineOptions & { fprLimit?: number } = {},
-): Promise<NativeMetrics> {
+): Promise<NativeMetricsResult> {
   const s = { ...spec(blocks, options), flags, fprLimit: options.fprLimit ?? 0.3 };
-  return callNative(() => native().metrics(s) as Promise<NativeMetrics>);
+  return callNative(() => native().metrics(s));
 }
 
 /** Computes one curve natively: x, y and thresholds of equal length. */
@@ -242,9 +232,9 @@ export function runCurve(
   blocks: Block[],
   curve: 'roc' | 'pr' | 'pro',
   options: LabelOptions & EngineOptions & { dropIntermediate?: boolean; decimate?: number } = {},
-): Promise<{ x: Float64Array; y: Float64Array; thresholds: Float64Array }> {
+): Promise<NativeCurve> {
   const s = { ...spec(blocks, options), curve, dropIntermediate: options.dropIntermediate ?? true, decimate: options.decimate ?? 0 };
-  return callNative(() => native().metricsCurve(s) as Promise<{ x: Float64Array; y: Float64Array; thresholds: Float64Array }>);
+  return callNative(() => native().metricsCurve(s));
 }
 
 export function readCurveOptions(options: unknown): LabelOptions & { dropIntermediate?: boolean; decimate?: number } {

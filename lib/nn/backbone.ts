@@ -6,6 +6,7 @@
  * const f = await bb.extract(batch, ['layer2', 'layer3']);
  * f.layer2.shape; // [n, 512, h / 8, w / 8]
  */
+import type { NativeBackbone } from '../core/addon.js';
 import { AnomalensError, callNative, callNativeSync } from '../core/errors.js';
 import { native } from '../core/native.js';
 import { describe, expectAllFinite, expectFloat32Array, expectObject, expectOneOf, expectShape, expectString } from '../core/validate.js';
@@ -70,7 +71,7 @@ export class Backbone {
     const o = expectObject(options, 'options');
     const arch = expectOneOf(o.arch, 'options.arch', ARCHS);
     const weights = expectString(o.weights, 'options.weights');
-    const nb = await callNative(() => native().loadBackbone(arch, weights) as Promise<NativeBackbone>);
+    const nb = await callNative(() => native().loadBackbone(arch, weights));
     return new Backbone(nb, arch, weights);
   }
 
@@ -115,6 +116,7 @@ export class Backbone {
       throw new TypeError(`taps must be a non-empty array of tap names, received ${describe(taps)}`);
     taps.forEach((tap, i) => this.#checkTap(tap, `taps[${i}]`));
     if (new Set(taps).size !== taps.length) throw new RangeError(`taps must not repeat a tap, received [${taps.join(', ')}]`);
+    // The addon gives every output as [n, c, h, w].
     return callNative(
       () => this.#native.extract(data, shape, [...taps], profile) as Promise<{ outputs: Record<string, Tensor4>; profile?: LayerProfile[] }>,
     );
@@ -130,13 +132,4 @@ export class Backbone {
         `tap '${tap}' is deeper than the weights '${this.weights}' provide (they hold taps up to '${this.deepestTap}')`,
       );
   }
-}
-
-interface NativeBackbone {
-  readonly arch: string;
-  taps(): string[];
-  availableTaps(): string[];
-  tapShape(tap: string, shape: number[]): number[];
-  extract(data: Float32Array, shape: number[], taps: string[], profile: boolean): Promise<unknown>;
-  dispose(): void;
 }

@@ -2,6 +2,7 @@
  * Greedy coreset subsampling, PatchCore's approximate greedy k-center
  * (ApproximateGreedyCoresetSampler in amazon-science/patchcore-inspection).
  */
+import type { NativeCoresetOptions } from '../core/addon.js';
 import { callNative, callNativeSync } from '../core/errors.js';
 import { expectRows } from '../knn/exact.js';
 import type { Matrix } from '../knn/exact.js';
@@ -39,15 +40,6 @@ export interface CoresetOptions extends CoresetProjectionOptions {
   signal?: AbortSignal;
 }
 
-interface NativeCoresetOptions {
-  count: number;
-  seed: number;
-  projectionDim: number;
-  projection: 'uniform' | 'gaussian';
-  precision: 'float16' | 'float32';
-  startPoints: number;
-}
-
 function projectionOptions(o: Record<string, unknown>): Omit<NativeCoresetOptions, 'count' | 'startPoints'> {
   return {
     seed: o.seed === undefined ? 0 : expectInteger(o.seed, 'options.seed', { min: 0, max: Number.MAX_SAFE_INTEGER }),
@@ -82,8 +74,9 @@ export async function coresetSubsample(features: Float32Array | Matrix, options:
     count = expectInteger(o.count, 'options.count', { min: 1, max: rows.rows });
   }
   const startPoints = o.startPoints === undefined ? 10 : expectInteger(o.startPoints, 'options.startPoints', { min: 1, max: 65536 });
-  if (o.onProgress !== undefined && typeof o.onProgress !== 'function')
-    throw new TypeError(`options.onProgress must be a function, received ${describe(o.onProgress)}`);
+  const onProgress = o.onProgress as CoresetOptions['onProgress'];
+  if (onProgress !== undefined && typeof onProgress !== 'function')
+    throw new TypeError(`options.onProgress must be a function, received ${describe(onProgress)}`);
   const signal = o.signal as AbortSignal | undefined;
   if (signal !== undefined && !(signal instanceof AbortSignal))
     throw new TypeError(`options.signal must be an AbortSignal, received ${describe(signal)}`);
@@ -97,7 +90,7 @@ export async function coresetSubsample(features: Float32Array | Matrix, options:
   signal?.addEventListener('abort', onAbort, { once: true });
   try {
     const indices = await callNative(
-      () => native().coresetSubsample(rows.data, rows.rows, rows.dim, nativeOptions, o.onProgress, cancel) as Promise<Int32Array>,
+      () => native().coresetSubsample(rows.data, rows.rows, rows.dim, nativeOptions, onProgress, cancel),
     );
     if (indices.length < count) signal?.throwIfAborted();
     return indices;
@@ -119,7 +112,7 @@ export async function coresetProjectedFeatures(
   const rows = expectRows(features, 'features', o.dim as number | undefined);
   if (rows.rows === 0) throw new RangeError('features must have at least one row, received 0');
   const nativeOptions: NativeCoresetOptions = { count: 1, startPoints: 10, ...projectionOptions(o) };
-  return callNative(() => native().coresetProjectedFeatures(rows.data, rows.rows, rows.dim, nativeOptions) as Promise<Float32Array>);
+  return callNative(() => native().coresetProjectedFeatures(rows.data, rows.rows, rows.dim, nativeOptions));
 }
 
 /**
@@ -132,7 +125,7 @@ export function coresetProjectionMatrix(dim: number, options: CoresetProjectionO
   const nativeOptions: NativeCoresetOptions = { count: 1, startPoints: 10, ...projectionOptions(o) };
   if (nativeOptions.projectionDim === 0 || nativeOptions.projectionDim === dim)
     throw new RangeError(`options.projectionDim = ${nativeOptions.projectionDim} means no projection for dim = ${dim}`);
-  return callNativeSync(() => native().coresetProjectionMatrix(dim, nativeOptions) as Float32Array);
+  return callNativeSync(() => native().coresetProjectionMatrix(dim, nativeOptions));
 }
 
 /**
@@ -144,5 +137,5 @@ export function coresetStartIndices(n: number, options: { seed?: number; startPo
   const o = expectObject(options, 'options');
   const startPoints = o.startPoints === undefined ? 10 : expectInteger(o.startPoints, 'options.startPoints', { min: 1, max: 65536 });
   const nativeOptions: NativeCoresetOptions = { count: 1, startPoints, ...projectionOptions({ seed: o.seed }) };
-  return callNativeSync(() => native().coresetStartRows(n, nativeOptions) as Int32Array);
+  return callNativeSync(() => native().coresetStartRows(n, nativeOptions));
 }
