@@ -18,8 +18,12 @@ export type {
   AuproOptions, CurveOptions, Evaluation, EvaluatorBatch, EvaluatorOptions, F1Max, ImageMetrics, LabelOptions, Labels, Maps,
   MaskMap, Masks, PixelMetrics, PrCurve, ProCurve, RocCurve, ScoreMap, Scores,
 } from './metrics/metrics.js';
-export { knnSearch, knnEngineInfo, MemoryBank, KNN_METRICS, KNN_MAX_K, KNN_SCREENING } from './knn/exact.js';
-export type { KnnMetric, KnnResult, KnnOutput, KnnScreening, KnnSearchOptions, Matrix, MemoryBankOptions } from './knn/exact.js';
+export { knnSearch, knnEngineInfo, KNN_METRICS, KNN_SCREENING } from './knn/exact.js';
+export type { KnnMetric, KnnScreening, KnnSearchOptions } from './knn/exact.js';
+export { KNN_MAX_K } from './knn/rows.js';
+export type { KnnResult, KnnOutput, Matrix } from './knn/rows.js';
+export { MemoryBank } from './knn/bank.js';
+export type { MemoryBankOptions } from './knn/bank.js';
 export { FaissIndex } from './knn/faiss.js';
 export type { FaissIndexOptions, FaissMetric } from './knn/faiss.js';
 export { coresetSubsample, coresetProjectedFeatures, coresetProjectionMatrix, coresetStartIndices } from './sampling/coreset.js';

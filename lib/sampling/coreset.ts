@@ -4,10 +4,9 @@
  */
 import type { NativeCoresetOptions } from '../core/addon.js';
 import { callNative, callNativeSync } from '../core/errors.js';
-import { expectRows } from '../knn/exact.js';
-import type { Matrix } from '../knn/exact.js';
 import { native } from '../core/native.js';
 import { describe, expectInteger, expectNumber, expectObject, expectOneOf } from '../core/validate.js';
+import { expectRows, type Matrix } from '../knn/rows.js';
 
 export interface CoresetProjectionOptions {
   /** Seed of the projection and of the starting rows (an integer in [0, 2^53)); default 0. */

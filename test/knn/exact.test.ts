@@ -4,7 +4,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 // From the modules rather than lib/index.ts, so that another area's half-finished export
 // cannot keep these tests from loading.
 import { AnomalensError } from '../../lib/core/errors.js';
-import { KNN_METRICS, knnEngineInfo, knnSearch, MemoryBank } from '../../lib/knn/exact.js';
+import { MemoryBank } from '../../lib/knn/bank.js';
+import { KNN_METRICS, knnEngineInfo, knnSearch } from '../../lib/knn/exact.js';
 import type { KnnMetric } from '../../lib/knn/exact.js';
 import { numThreads, setNumThreads } from '../../lib/core/runtime.js';
 import { expectMatchesNaive, gaussian, naiveKnn, rejection, xxh64 } from '../helpers/knn-reference.js';

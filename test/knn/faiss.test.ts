@@ -4,7 +4,9 @@ import { afterAll, describe, expect, it } from 'vitest';
 // From the modules rather than lib/index.ts, so that another area's half-finished export
 // cannot keep these tests from loading.
 import { AnomalensError } from '../../lib/core/errors.js';
-import { FaissIndex, knnSearch, MemoryBank } from '../../lib/knn/exact.js';
+import { MemoryBank } from '../../lib/knn/bank.js';
+import { knnSearch } from '../../lib/knn/exact.js';
+import { FaissIndex } from '../../lib/knn/faiss.js';
 import { expectMatchesNaive, gaussian, rejection } from '../helpers/knn-reference.js';
 import { tempDir } from '../helpers/tmp.js';
 
