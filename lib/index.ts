@@ -32,8 +32,10 @@ export { openMvtec, openFolders, batches, binariseMask, resizeMaskNearest } from
 export type { Sample, Dataset, FolderLayout, BatchOptions, SampleBatch, SampleMask } from './data/datasets.js';
 export { fitThresholds, applyThresholds, parseThresholds, minMaxNormalize, THRESHOLD_METHODS } from './detector/thresholds.js';
 export type { Thresholds, ThresholdsLike, ThresholdMethod, ThresholdFallback, ScoreRange, FitThresholdsOptions, ThresholdedPrediction } from './detector/thresholds.js';
-export { writeOverlay, renderOverlay, maskContour, writeScoresCsv, csvField, JET_LUT } from './report/overlay.js';
-export type { OverlayOptions, RenderOptions, CsvValue } from './report/overlay.js';
+export { writeOverlay, renderOverlay, maskContour, JET_LUT } from './report/overlay.js';
+export type { OverlayOptions, RenderOptions } from './report/overlay.js';
+export { writeScoresCsv, csvField } from './report/csv.js';
+export type { CsvValue } from './report/csv.js';
 export { resolveWeights, parseHfSpec, hfUrl, hfCachePath, defaultCacheDir, defaultEndpoint, isHfSpec, DEFAULT_HF_ENDPOINT } from './io/weights.js';
 export type { ResolveWeightsOptions, HfSpec } from './io/weights.js';
 export { Detector, METHODS, sha256File } from './detector/detector.js';

@@ -1,15 +1,12 @@
 /**
- * Overlays and score tables for `predict --out`: a heatmap of the anomaly map blended over
- * the image with the predicted-mask contour, written as PNG; and a CSV of scores and labels.
- * Both files are written atomically (a temporary file in the same folder, then a rename), so
- * a reader never sees half a file.
+ * Overlays for `predict --out`: a heatmap of the anomaly map blended over the image with the
+ * predicted-mask contour, written as PNG atomically (a temporary file in the same folder,
+ * then a rename), so a reader never sees half a file. The score table is report/csv.ts.
  */
-import { randomBytes } from 'node:crypto';
-import { mkdir, rename, unlink, writeFile } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { writeFileAtomic } from '../core/atomic.js';
 import { AnomalensError } from '../core/errors.js';
-import { decodeImage, type DecodedImage } from '../image/images.js';
 import { describe, expectInteger, expectNumber, expectObject, expectString } from '../core/validate.js';
+import { decodeImage, type DecodedImage } from '../image/images.js';
 
 // matplotlib's 'jet' (_jet_data): [x, y0, y1] segments per channel.
 const JET_SEGMENTS: readonly (readonly (readonly [number, number, number])[])[] = [
@@ -187,19 +184,6 @@ export function renderOverlay(image: DecodedImage, anomalyMap: Float32Array, opt
   return out;
 }
 
-/** Writes bytes to `path` through a temporary sibling and a rename. */
-async function writeAtomic(path: string, data: Uint8Array | string): Promise<void> {
-  const tmp = `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-  try {
-    await mkdir(dirname(path), { recursive: true });
-    await writeFile(tmp, data);
-    await rename(tmp, path);
-  } catch (err) {
-    await unlink(tmp).catch(() => undefined);
-    throw new AnomalensError('ERR_IO', `cannot write ${path}: ${(err as Error).message}`, { cause: err });
-  }
-}
-
 /**
  * Writes a PNG overlay of `anomalyMap` (Float32Array, h x w at the image's own resolution)
  * over the image file (see renderOverlay for the colours and options).
@@ -219,46 +203,5 @@ export async function writeOverlay(imagePath: string, anomalyMap: Float32Array, 
   const rgb = renderOverlay(image, anomalyMap, render);
   const sharp = (await import('sharp')).default;
   const png = await sharp(rgb, { raw: { width: image.width, height: image.height, channels: 3 } }).png().toBuffer();
-  await writeAtomic(out, png);
-}
-
-/** A CSV cell: null and undefined are written as empty cells. */
-export type CsvValue = string | number | boolean | null | undefined;
-
-/** One CSV field, quoted (RFC 4180) when it holds a comma, quote, CR, LF or edge spaces. */
-export function csvField(value: CsvValue): string {
-  if (value === null || value === undefined) return '';
-  const s = String(value);
-  return /[",\r\n]|^\s|\s$/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
-}
-
-/**
- * Writes rows as CSV (RFC 4180 quoting, '\n' line ends, a header line), atomically. Columns
- * are `options.columns`, else every key in order of first appearance. Numbers are written
- * with JavaScript's shortest round-trip form.
- * @example await writeScoresCsv('out/scores.csv', preds.map((p) => ({ path: p.path, score: p.predScore, label: p.predLabel })))
- */
-export async function writeScoresCsv(
-  path: string,
-  rows: readonly Record<string, CsvValue>[],
-  options: { columns?: string[] } = {},
-): Promise<void> {
-  expectString(path, 'path');
-  if (!Array.isArray(rows)) throw new TypeError(`rows must be an array of objects, received ${describe(rows)}`);
-  rows.forEach((r, i) => expectObject(r, `rows[${i}]`));
-  expectObject(options, 'options');
-  let columns: string[];
-  if (options.columns !== undefined) {
-    if (!Array.isArray(options.columns) || options.columns.length === 0)
-      throw new TypeError(`options.columns must be a non-empty array of strings, received ${describe(options.columns)}`);
-    columns = options.columns.map((c, i) => expectString(c, `options.columns[${i}]`));
-  } else {
-    const seen = new Set<string>();
-    for (const r of rows) for (const k of Object.keys(r)) seen.add(k);
-    columns = [...seen];
-    if (columns.length === 0) throw new RangeError('rows has no columns: pass options.columns or at least one non-empty row');
-  }
-  const lines = [columns.map(csvField).join(',')];
-  for (const r of rows) lines.push(columns.map((c) => csvField(r[c])).join(','));
-  await writeAtomic(path, `${lines.join('\n')}\n`);
+  await writeFileAtomic(out, png);
 }
