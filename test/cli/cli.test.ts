@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { main } from '../../lib/cli/cli.js';
+import { main } from '../../lib/internal.js';
 import { Backbone, loadBatch, readSafetensors, writeSafetensors, IMAGENET_PREPROCESS } from '../../lib/index.js';
 import { seededInput, writeSeededWeights } from '../helpers/seeded.js';
 import { readFileSync } from 'node:fs';

@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { main } from '../../lib/cli/cli.js';
+import { main } from '../../lib/internal.js';
 import { writeSeededWeights } from '../helpers/seeded.js';
 import { tempDir } from '../helpers/tmp.js';
 

@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 // The area's own modules (not lib/index.js), so that this file runs while other areas are mid-edit.
-import { batches, binariseMask, openFolders, openMvtec, resizeMaskNearest } from '../../lib/data/datasets.js';
+import { batches, openFolders, openMvtec } from '../../lib/data/datasets.js';
+import { binariseMask, resizeMaskNearest } from '../../lib/internal.js';
 import type { Sample, SampleBatch } from '../../lib/data/datasets.js';
 import { AnomalensError } from '../../lib/core/errors.js';
 import { decodeImageRaw, loadBatch, squareResize } from '../../lib/image/images.js';

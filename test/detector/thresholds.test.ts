@@ -3,7 +3,8 @@
 // against per-element comparisons, JSON round trips and argument errors.
 import { describe, expect, it } from 'vitest';
 import { AnomalensError } from '../../lib/core/errors.js';
-import { applyThresholds, fitThresholds, minMaxNormalize, parseThresholds } from '../../lib/detector/thresholds.js';
+import { applyThresholds, fitThresholds } from '../../lib/detector/thresholds.js';
+import { minMaxNormalize, parseThresholds } from '../../lib/internal.js';
 import type { Thresholds } from '../../lib/detector/thresholds.js';
 
 function rng(seed: number): () => number {

@@ -10,22 +10,19 @@ import { afterAll, describe, expect, it } from 'vitest';
 import {
   AnomalensError,
   IMAGENET_PREPROCESS,
-  centerCropOffset,
   decodeImage,
   decodeImageRaw,
   listImages,
   loadBatch,
-  outputSize,
   preprocessImages,
   resizeImage,
-  resizedSize,
   squareResize,
 } from '../../lib/index.js';
 import type { Preprocess, RawImage } from '../../lib/index.js';
 import { magneticTile, missing } from '../helpers/shared-data.js';
 import { tempDir } from '../helpers/tmp.js';
 import { referenceResize } from '../helpers/pil-resize.js';
-import { sniffPixelFormat } from '../../lib/image/header.js';
+import { centerCropOffset, outputSize, resizedSize, sniffPixelFormat } from '../../lib/internal.js';
 
 const FIX = join(import.meta.dirname, '..', 'fixtures', 'images');
 const DECODE = join(FIX, 'decode');

@@ -9,7 +9,8 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AnomalensError } from '../../lib/core/errors.js';
-import { defaultCacheDir, hfCachePath, hfUrl, parseHfSpec, resolveWeights } from '../../lib/io/weights.js';
+import { resolveWeights } from '../../lib/io/weights.js';
+import { defaultCacheDir, hfCachePath, hfUrl, parseHfSpec } from '../../lib/internal.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const { dir: tmp, cleanup } = tempDir('anomalens-weights-');

@@ -10,12 +10,12 @@ import { afterAll, describe, expect, it } from 'vitest';
 import {
   cosineDistanceMap,
   gaussianBlur,
-  gaussianRadius,
   l2DistanceMap,
   numThreads,
   resizeBilinear,
   setNumThreads,
 } from '../../lib/index.js';
+import { gaussianRadius } from '../../lib/internal.js';
 import {
   blurReference,
   cosineReference,
@@ -330,7 +330,7 @@ describe('argument errors', () => {
   });
 
   it('rejects bad calls of the native binding with codes', async () => {
-    const { native } = await import('../../lib/core/native.js');
+    const { native } = await import('../../lib/internal.js');
     const err = await Promise.resolve()
       .then(() => native().mapsResizeBilinear(new Float32Array(3), [1, 1, 2, 2], [1, 1], undefined))
       .catch((e: unknown) => e);

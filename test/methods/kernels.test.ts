@@ -1,7 +1,7 @@
 // The PaDiM kernel wrappers against a slow float64 twin on small odd sizes, and the wrappers'
 // argument errors (PatchCore's embedding is checked end to end in test/detector/).
 import { describe, expect, it } from 'vitest';
-import { padimEmbed, padimFit, padimScore, patchcoreEmbed } from '../../lib/methods/kernels.js';
+import { padimEmbed, padimFit, padimScore, patchcoreEmbed } from '../../lib/internal.js';
 import { gaussian } from '../helpers/knn-reference.js';
 
 /** Mean [p, d] and inverse of (unbiased covariance + reg I) [p, d, d] of [n, d, p] rows, in float64. */

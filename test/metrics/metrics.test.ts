@@ -13,8 +13,7 @@ import {
   proCurve,
   rocCurve,
 } from '../../lib/metrics/metrics.js';
-import { anyBlocks, Flag, mapBlocks, runCurve, runMetrics, scoreBlocks } from '../../lib/metrics/input.js';
-import { native } from '../../lib/core/native.js';
+import { anyBlocks, Flag, mapBlocks, native, runCurve, runMetrics, scoreBlocks } from '../../lib/internal.js';
 import { numThreads, setNumThreads } from '../../lib/core/runtime.js';
 import { hash32, imageCase, pixelSet, type ImageKind, type MapKind } from '../helpers/metrics-data.js';
 import {

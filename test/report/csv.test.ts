@@ -3,7 +3,8 @@ import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { csvField, writeScoresCsv } from '../../lib/report/csv.js';
+import { csvField } from '../../lib/internal.js';
+import { writeScoresCsv } from '../../lib/report/csv.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const { dir: tmp, cleanup } = tempDir('anomalens-csv-');

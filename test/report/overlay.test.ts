@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, describe, expect, it } from 'vitest';
 import { AnomalensError } from '../../lib/core/errors.js';
-import { JET_LUT, maskContour, renderOverlay, writeOverlay } from '../../lib/report/overlay.js';
+import { JET_LUT, maskContour } from '../../lib/internal.js';
+import { renderOverlay, writeOverlay } from '../../lib/report/overlay.js';
 import { magneticTile, missing } from '../helpers/shared-data.js';
 import { tempDir } from '../helpers/tmp.js';
 

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 // From the modules rather than lib/index.ts, so that another area's half-finished export
 // cannot keep these tests from loading.
-import { coresetProjectedFeatures, coresetProjectionMatrix, coresetStartIndices, coresetSubsample } from '../../lib/sampling/coreset.js';
+import { coresetProjectedFeatures, coresetProjectionMatrix, coresetStartIndices } from '../../lib/internal.js';
+import { coresetSubsample } from '../../lib/sampling/coreset.js';
 import { numThreads, setNumThreads } from '../../lib/core/runtime.js';
 import { gaussian, referenceCoreset, rejection } from '../helpers/knn-reference.js';
 
