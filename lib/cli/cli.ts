@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * The `anomalens` command line. Verbs: features, fit, predict, eval (lib/cli-detect.ts), bench (lib/cli-bench.ts).
+ * The `anomalens` command line. Verbs: features, fit, predict, eval (lib/cli/detect.ts), bench (lib/cli/bench.ts).
  * Exit codes: 0 success, 1 an AnomalensError (code printed), 2 bad arguments.
  */
 import { realpathSync } from 'node:fs';

@@ -1,5 +1,5 @@
 /**
- * CLI verbs around detectors: fit, predict, eval. Registered on the program by lib/cli.ts.
+ * CLI verbs around detectors: fit, predict, eval. Registered on the program by lib/cli/cli.ts.
  */
 import { stat } from 'node:fs/promises';
 import { basename, extname, join } from 'node:path';

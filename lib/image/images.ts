@@ -1,5 +1,5 @@
 /**
- * Images: decoding (sharp; BMP by lib/bmp.ts) to the pixels Pillow's
+ * Images: decoding (sharp; BMP by lib/image/bmp.ts) to the pixels Pillow's
  * `Image.open(p).convert('RGB')` gives, and preprocessing exactly as torchvision's PIL path:
  * Resize (PIL bilinear, antialiased when shrinking; bit-exact, in C++) -> optional CenterCrop
  * -> ToTensor (/255) -> Normalize(mean, std), into one contiguous NCHW Float32Array.

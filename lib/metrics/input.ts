@@ -1,7 +1,7 @@
 /**
  * Input handling of the metrics API: validates scores/labels and maps/masks in their accepted
  * forms, normalises them into blocks (typed array + n, h, w) without copying, and runs the
- * native computation. Shared by lib/metrics.ts, lib/metrics-evaluator.ts and the tests.
+ * native computation. Shared by lib/metrics/metrics.ts, lib/metrics/evaluator.ts and the tests.
  */
 import type { NativeCurve, NativeMetricsResult, NativeMetricsSpec } from '../core/addon.js';
 import { callNative } from '../core/errors.js';
