@@ -1,11 +1,11 @@
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { main } from '../../lib/internal.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Backbone, loadBatch, readSafetensors, writeSafetensors, IMAGENET_PREPROCESS } from '../../lib/index.js';
 import { seededInput, writeSeededWeights } from '../helpers/seeded.js';
 import { readFileSync } from 'node:fs';
+import { runCli as run } from '../helpers/cli.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const fixture = JSON.parse(readFileSync(join(import.meta.dirname, '..', 'fixtures/backbone/parity.json'), 'utf8'));
@@ -17,22 +17,6 @@ async function png(path: string, width: number, height: number): Promise<void> {
   const data = Buffer.alloc(width * height * 3);
   for (let i = 0; i < data.length; i++) data[i] = (i * 37 + (i % 7) * 11) & 255;
   await sharp(data, { raw: { width, height, channels: 3 } }).png().toFile(path);
-}
-
-async function run(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const out = vi.spyOn(process.stdout, 'write').mockImplementation((s) => ((stdout += String(s)), true));
-  const err = vi.spyOn(process.stderr, 'write').mockImplementation((s) => ((stderr += String(s)), true));
-  const log = vi.spyOn(console, 'log').mockImplementation((...a) => void (stdout += a.join(' ') + '\n'));
-  try {
-    const code = await main(['node', 'anomalens', ...args]);
-    return { code, stdout, stderr };
-  } finally {
-    out.mockRestore();
-    err.mockRestore();
-    log.mockRestore();
-  }
 }
 
 beforeAll(async () => {

@@ -1,30 +1,15 @@
 import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { main } from '../../lib/internal.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeSeededWeights } from '../helpers/seeded.js';
+import { runCli as run } from '../helpers/cli.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const parity = JSON.parse(readFileSync(join(import.meta.dirname, '..', 'fixtures/backbone/parity.json'), 'utf8'));
 const { dir, cleanup } = tempDir();
 const weights = join(dir, 'r18.safetensors');
 const data = join(dir, 'tile');
-
-async function run(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const out = vi.spyOn(process.stdout, 'write').mockImplementation((s) => ((stdout += String(s)), true));
-  const err = vi.spyOn(process.stderr, 'write').mockImplementation((s) => ((stderr += String(s)), true));
-  const log = vi.spyOn(console, 'log').mockImplementation((...a) => void (stdout += a.join(' ') + '\n'));
-  try {
-    return { code: await main(['node', 'anomalens', ...args]), stdout, stderr };
-  } finally {
-    out.mockRestore();
-    err.mockRestore();
-    log.mockRestore();
-  }
-}
 
 /** A textured grey image; `defect` paints a bright square where the mask is. */
 async function tile(path: string, seed: number, defect?: { mask: string }): Promise<void> {
