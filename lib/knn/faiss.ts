@@ -68,24 +68,18 @@ export class FaissIndex extends VectorStore<NativeFaissIndex> {
 
   /** IVF cells probed per query (null when the index has no IVF level). */
   get nprobe(): number | null {
-    const v = this.handle.nprobe;
-    return v === null || v < 0 ? null : v;
+    return present(this.handle.nprobe);
   }
   set nprobe(value: number) {
-    this.checkUsable('nprobe');
-    expectInteger(value, 'nprobe', { min: 1 });
-    callNativeSync(() => this.handle.setNprobe(value));
+    this.#setParameter('nprobe', value, (v) => this.handle.setNprobe(v));
   }
 
   /** HNSW search-time candidate list size (null when the index is not HNSW). */
   get efSearch(): number | null {
-    const v = this.handle.efSearch;
-    return v === null || v < 0 ? null : v;
+    return present(this.handle.efSearch);
   }
   set efSearch(value: number) {
-    this.checkUsable('efSearch');
-    expectInteger(value, 'efSearch', { min: 1 });
-    callNativeSync(() => this.handle.setEfSearch(value));
+    this.#setParameter('efSearch', value, (v) => this.handle.setEfSearch(v));
   }
 
   /** Trains the index on x (n x dim). IVF needs at least nlist rows (faiss wants ~39 x nlist). */
@@ -100,4 +94,16 @@ export class FaissIndex extends VectorStore<NativeFaissIndex> {
   async add(x: Float32Array | Matrix): Promise<void> {
     await this.addRows(x, 'x');
   }
+
+  // A search-time parameter: a positive integer, refused (ERR_BUSY) under a running search.
+  #setParameter(name: string, value: number, set: (value: number) => void): void {
+    this.checkUsable(name);
+    expectInteger(value, name, { min: 1 });
+    callNativeSync(() => set(value));
+  }
+}
+
+/** The addon reports a parameter the index lacks as -1 (null once disposed). */
+function present(v: number | null): number | null {
+  return v === null || v < 0 ? null : v;
 }
