@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 import {
   Backbone, Detector, coresetSubsample, gaussianBlur, imageAuroc, knnSearch, loadBatch, resizeBilinear, setNumThreads, squareResize,
 } from '../dist/lib/index.js';
-import { native } from '../dist/lib/native.js';
+import { native } from '../dist/lib/core/native.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const data = process.env.PC_DATA ?? join(here, '..', '..', 'shared', 'data', 'magnetic-tile');

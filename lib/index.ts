@@ -1,38 +1,58 @@
-/** anomalens: visual anomaly detection for Node.js. */
-export { AnomalensError } from './errors.js';
-export { setNumThreads, numThreads, backends } from './runtime.js';
-export { readSafetensors, writeSafetensors, SafetensorsWriter } from './safetensors.js';
-export type { NamedTensor, SafetensorsContent } from './safetensors.js';
-export { Backbone, ARCHS, TORCHVISION_ARCHS, ONNX_V2_ARCHS, tapsOf } from './backbone.js';
-export type { Arch, BackboneOptions, LayerProfile, Tensor4 } from './backbone.js';
+/**
+ * anomalens: visual anomaly detection for Node.js. The public API, by family; nothing else
+ * is part of it. What tests reach beyond it (test hooks, internals) is lib/internal.ts.
+ */
+// core
+export { AnomalensError } from './core/errors.js';
+export { setNumThreads, numThreads, backends } from './core/runtime.js';
+export { createProgress } from './core/progress.js';
+// io
+export { readSafetensors, writeSafetensors, SafetensorsWriter } from './io/safetensors.js';
+export type { NamedTensor, SafetensorsContent } from './io/safetensors.js';
+export { resolveWeights, defaultWeights, weightsFor, DEFAULT_WEIGHTS } from './io/weights.js';
+export type { ResolveWeightsOptions } from './io/weights.js';
+export { writeFeatures } from './io/features.js';
+export type { FeatureSource, FeaturesSummary, WriteFeaturesOptions } from './io/features.js';
+// image
 export {
-  decodeImage, decodeImageRaw, listImages, loadBatch, preprocessImages, resizeImage, resizedSize, outputSize,
-  centerCropOffset, squareResize, IMAGENET_PREPROCESS, IMAGENET_MEAN, IMAGENET_STD, IMAGE_EXTENSIONS,
-} from './images.js';
-export type { Preprocess, DecodedImage, RawImage, ImageBatch } from './images.js';
-export { writeFeatures } from './features.js';
-export type { FeatureSource, FeaturesSummary, WriteFeaturesOptions } from './features.js';
-export { createProgress } from './progress.js';
-export { imageAuroc, pixelAuroc, aupro, f1Max, averagePrecision, rocCurve, prCurve, proCurve, Evaluator } from './metrics.js';
+  decodeImage, decodeImageRaw, listImages, loadBatch, preprocessImages, resizeImage, squareResize,
+  IMAGENET_PREPROCESS, IMAGENET_MEAN, IMAGENET_STD, IMAGE_EXTENSIONS,
+} from './image/images.js';
+export type { Preprocess, DecodedImage, RawImage, ImageBatch } from './image/images.js';
+// data
+export { openMvtec, openFolders, batches } from './data/datasets.js';
+export type { Sample, Dataset, FolderLayout, BatchOptions, SampleBatch, SampleMask } from './data/datasets.js';
+// nn
+export { Backbone, ARCHS, TORCHVISION_ARCHS, ONNX_V2_ARCHS, tapsOf } from './nn/backbone.js';
+export type { Arch, BackboneOptions, LayerProfile, Tensor4 } from './nn/backbone.js';
+// knn
+export { knnSearch, knnEngineInfo, KNN_METRICS, KNN_SCREENING } from './knn/exact.js';
+export type { KnnMetric, KnnScreening, KnnSearchOptions } from './knn/exact.js';
+export { KNN_MAX_K } from './knn/rows.js';
+export type { KnnResult, KnnOutput, Matrix } from './knn/rows.js';
+export { MemoryBank } from './knn/bank.js';
+export type { MemoryBankOptions } from './knn/bank.js';
+export { FaissIndex } from './knn/faiss.js';
+export type { FaissIndexOptions, FaissMetric } from './knn/faiss.js';
+// sampling
+export { coresetSubsample } from './sampling/coreset.js';
+export type { CoresetOptions, CoresetProjectionOptions } from './sampling/coreset.js';
+// maps
+export { resizeBilinear, gaussianBlur, cosineDistanceMap, l2DistanceMap, MAX_BLUR_RADIUS } from './maps/maps.js';
+export type { MapShape3, MapShape4, MapOutputOptions, GaussianBlurOptions, CosineDistanceOptions, L2DistanceOptions } from './maps/maps.js';
+// metrics
+export { imageAuroc, pixelAuroc, aupro, f1Max, averagePrecision, rocCurve, prCurve, proCurve, Evaluator } from './metrics/metrics.js';
 export type {
   AuproOptions, CurveOptions, Evaluation, EvaluatorBatch, EvaluatorOptions, F1Max, ImageMetrics, LabelOptions, Labels, Maps,
   MaskMap, Masks, PixelMetrics, PrCurve, ProCurve, RocCurve, ScoreMap, Scores,
-} from './metrics.js';
-export { knnSearch, knnEngineInfo, MemoryBank, KNN_METRICS, KNN_MAX_K, KNN_SCREENING } from './knn.js';
-export type { KnnMetric, KnnResult, KnnOutput, KnnScreening, KnnSearchOptions, Matrix, MemoryBankOptions } from './knn.js';
-export { FaissIndex } from './knn-faiss.js';
-export type { FaissIndexOptions, FaissMetric } from './knn-faiss.js';
-export { coresetSubsample, coresetProjectedFeatures, coresetProjectionMatrix, coresetStartIndices } from './knn-coreset.js';
-export type { CoresetOptions, CoresetProjectionOptions } from './knn-coreset.js';
-export { openMvtec, openFolders, batches, binariseMask, resizeMaskNearest } from './datasets.js';
-export type { Sample, Dataset, FolderLayout, BatchOptions, SampleBatch, SampleMask } from './datasets.js';
-export { fitThresholds, applyThresholds, parseThresholds, minMaxNormalize, THRESHOLD_METHODS } from './thresholds.js';
-export type { Thresholds, ThresholdsLike, ThresholdMethod, ThresholdFallback, ScoreRange, FitThresholdsOptions, ThresholdedPrediction } from './thresholds.js';
-export { writeOverlay, renderOverlay, maskContour, writeScoresCsv, csvField, JET_LUT } from './overlay.js';
-export type { OverlayOptions, RenderOptions, CsvValue } from './overlay.js';
-export { resolveWeights, defaultWeights, weightsFor, DEFAULT_WEIGHTS, parseHfSpec, hfUrl, hfCachePath, defaultCacheDir, defaultEndpoint, isHfSpec, DEFAULT_HF_ENDPOINT } from './weights.js';
-export type { ResolveWeightsOptions, HfSpec } from './weights.js';
-export { Detector, METHODS, DEFAULT_ARCH, sha256File } from './detector.js';
-export type { DetectorOptions, EvaluationReport, ImageInput, MethodName, Prediction, ProgressEvent } from './detector.js';
-export { resizeBilinear, gaussianBlur, gaussianRadius, cosineDistanceMap, l2DistanceMap, MAX_BLUR_RADIUS } from './maps.js';
-export type { MapShape3, MapShape4, MapOutputOptions, GaussianBlurOptions, CosineDistanceOptions, L2DistanceOptions } from './maps.js';
+} from './metrics/metrics.js';
+// detector
+export { Detector, METHODS, DEFAULT_ARCH } from './detector/detector.js';
+export type { DetectorOptions, EvaluationReport, ImageInput, MethodName, Prediction, ProgressEvent } from './detector/detector.js';
+export { fitThresholds, applyThresholds, THRESHOLD_METHODS } from './detector/thresholds.js';
+export type { Thresholds, ThresholdsLike, ThresholdMethod, ThresholdFallback, ScoreRange, FitThresholdsOptions, ThresholdedPrediction } from './detector/thresholds.js';
+// report
+export { writeOverlay, renderOverlay } from './report/overlay.js';
+export type { OverlayOptions, RenderOptions } from './report/overlay.js';
+export { writeScoresCsv } from './report/csv.js';
+export type { CsvValue } from './report/csv.js';

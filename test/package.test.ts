@@ -193,7 +193,7 @@ describe.skipIf(!linuxX64)('npm package (linux-x64 prebuilt)', () => {
   });
 
   // The bin the README shows, once the CLI exists (package.json's bin points at it).
-  const cli = join(installed, 'dist', 'lib', 'cli.js');
+  const cli = join(installed, 'dist', 'lib', 'cli', 'cli.js');
   function runFeatures(run: (args: string[]) => ReturnType<typeof spawnSync>, out: string) {
     const r = run([cli, 'features', '--arch', 'resnet18', '--weights', weights, '--taps', 'layer1,layer2', '--input', input, '--out', out]);
     expect(r.stderr, String(r.stdout)).toBe('');
@@ -201,7 +201,7 @@ describe.skipIf(!linuxX64)('npm package (linux-x64 prebuilt)', () => {
   }
 
   it('anomalens features runs from the installed bin and writes the same features', async (ctx) => {
-    if (!existsSync(cli)) return ctx.skip('dist/lib/cli.js is not in the package yet');
+    if (!existsSync(cli)) return ctx.skip('dist/lib/cli/cli.js is not in the package yet');
     const out = join(tmp.dir, 'features-cli.safetensors');
     runFeatures((args) => spawnSync(join(project, 'node_modules', '.bin', 'anomalens'), args.slice(1), { cwd: project, env: userEnv(), encoding: 'utf8' }), out);
     const got = (await readSafetensors(out)).tensors;

@@ -11,7 +11,7 @@ projection to 128 dims, 10 random starting rows whose mean distance initialises 
 distances, then iterative farthest-row selection with torch ops); squared-L2 nearest neighbour
 with chunked torch.cdist; image score = max patch score; map: F.interpolate (bilinear,
 align_corners False) to size x size, scipy gaussian_filter sigma 4, then F.interpolate to the
-image's original size (the order anomalens uses: lib/methods/patchcore.ts + lib/detector.ts).
+image's original size (the order anomalens uses: lib/methods/patchcore.ts + lib/detector/detector.ts).
 Image AUROC with sklearn as a sanity check.
 
 Run with Debian's Python (torch, torchvision, scipy, sklearn):

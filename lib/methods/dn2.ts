@@ -4,10 +4,10 @@
  * faiss IndexFlatL2 sum) or mean of the squared L2 distances to the k = 2 nearest training
  * features. Image level only: no anomaly map.
  */
-import type { Backbone } from '../backbone.js';
-import { knnSearch } from '../knn.js';
-import type { NamedTensor } from '../safetensors.js';
-import { expectInteger, expectOneOf } from '../validate.js';
+import type { Backbone } from '../nn/backbone.js';
+import { knnSearch } from '../knn/exact.js';
+import type { NamedTensor } from '../io/safetensors.js';
+import { expectInteger, expectOneOf } from '../core/validate.js';
 import { drainConcat, globalAvgPool, stateTensor, tapOrDeepest, type Features, type Method, type MethodScores } from './method.js';
 
 export interface Dn2Options {

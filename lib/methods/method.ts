@@ -2,8 +2,8 @@
  * The contract between the Detector (batching, backbone, pre/post-processing, files) and each
  * method's pure compute (what it keeps from the training features and how it scores).
  */
-import type { Backbone, Tensor4 } from '../backbone.js';
-import type { NamedTensor } from '../safetensors.js';
+import type { Backbone, Tensor4 } from '../nn/backbone.js';
+import type { NamedTensor } from '../io/safetensors.js';
 
 /** Features of one batch, by tap. */
 export type Features = Record<string, Tensor4>;

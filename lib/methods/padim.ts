@@ -11,11 +11,10 @@
  * anywhere. The concatenation equals the original's unfold/fold when layer sizes divide; for
  * other sizes, the nearest source row floor(y * h_l / h_0) is used.
  */
-import type { Backbone } from '../backbone.js';
-import { callNative } from '../errors.js';
-import { gaussianBlur, resizeBilinear } from '../maps.js';
-import { native } from '../native.js';
-import { expectInteger, expectNumber } from '../validate.js';
+import type { Backbone } from '../nn/backbone.js';
+import { gaussianBlur, resizeBilinear } from '../maps/maps.js';
+import { expectInteger, expectNumber } from '../core/validate.js';
+import { padimEmbed, padimFit, padimScore } from './kernels.js';
 import { drainConcat, stateTensor, type Features, type Method, type MethodScores } from './method.js';
 import { seededSubset } from './seeded.js';
 
@@ -54,9 +53,7 @@ export function createPadim(backbone: Backbone, options: Record<string, unknown>
     if (grid && (grid[0] !== h || grid[1] !== w))
       throw new RangeError(`PaDiM was fitted on a ${grid[0]}x${grid[1]} ${layers[0]} grid but received ${h}x${w}: use the fit's input size`);
     grid = [h, w];
-    const data = await callNative(
-      () => native().padimEmbed(layers.map((l) => f[l].data), layers.map((l) => f[l].shape), subset) as Promise<Float32Array>,
-    );
+    const data = await padimEmbed(layers.map((l) => f[l]), subset);
     return { data, n, p: h * w };
   };
 
@@ -72,13 +69,13 @@ export function createPadim(backbone: Backbone, options: Record<string, unknown>
       const p = grid![0] * grid![1];
       const n = all.length / (d * p);
       if (n < 2) throw new RangeError(`PaDiM needs at least 2 training images, received ${n}`);
-      const [m, prec] = await callNative(() => native().padimFit(all, [n, d, p], reg) as Promise<[Float32Array, Float32Array]>);
+      const [m, prec] = await padimFit(all, [n, d, p], reg);
       mean = m;
       precision = prec;
     },
     async score(f: Features, inputSize: [number, number]): Promise<MethodScores> {
       const e = await embed(f);
-      const dist = await callNative(() => native().padimScore(e.data, [e.n, d, e.p], mean, precision) as Promise<Float32Array>);
+      const dist = await padimScore(e.data, [e.n, d, e.p], mean!, precision!);
       const [H, W] = inputSize;
       const up = await resizeBilinear(dist, [e.n, 1, grid![0], grid![1]], [H, W]);
       const maps = sigma > 0 ? await gaussianBlur(up, [e.n, H, W], sigma) : up;

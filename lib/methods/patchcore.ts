@@ -7,13 +7,12 @@
  * (faiss IndexFlatL2's), image score = the maximum patch score (or the paper's reweighting,
  * `reweight: true`), map: bilinear upsampling to the input size and Gaussian blur sigma 4.
  */
-import type { Backbone } from '../backbone.js';
-import { callNative } from '../errors.js';
-import { coresetSubsample } from '../knn-coreset.js';
-import { knnSearch } from '../knn.js';
-import { gaussianBlur, resizeBilinear } from '../maps.js';
-import { native } from '../native.js';
-import { expectBoolean, expectInteger, expectNumber } from '../validate.js';
+import type { Backbone } from '../nn/backbone.js';
+import { coresetSubsample } from '../sampling/coreset.js';
+import { knnSearch } from '../knn/exact.js';
+import { gaussianBlur, resizeBilinear } from '../maps/maps.js';
+import { expectBoolean, expectInteger, expectNumber } from '../core/validate.js';
+import { patchcoreEmbed } from './kernels.js';
 import { drainConcat, stateTensor, type Features, type Method, type MethodScores } from './method.js';
 
 export interface PatchcoreOptions {
@@ -54,9 +53,7 @@ export function createPatchcore(backbone: Backbone, options: Record<string, unkn
       throw new RangeError(`PatchCore was fitted on a ${grid[0]}x${grid[1]} patch grid but received ${h}x${w}: use the fit's input size`);
     grid = [h, w];
     const layerDim = Math.min(dim, a.shape[1] * 9, c.shape[1] * 9);
-    const data = await callNative(
-      () => native().patchcoreEmbed(a.data, a.shape, c.data, c.shape, layerDim, dim) as Promise<Float32Array>,
-    );
+    const data = await patchcoreEmbed(a, c, layerDim, dim);
     return { data, n: a.shape[0], p: h * w };
   };
 

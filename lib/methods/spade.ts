@@ -10,11 +10,11 @@
  * the remainder (a bug); every gallery pixel is used here. Its torch.pairwise_distance adds
  * eps = 1e-6 to each difference; plain Euclidean distance is used here (differences ~1e-6).
  */
-import type { Backbone } from '../backbone.js';
-import { knnSearch } from '../knn.js';
-import { gaussianBlur, resizeBilinear } from '../maps.js';
-import type { NamedTensor } from '../safetensors.js';
-import { expectInteger, expectNumber } from '../validate.js';
+import type { Backbone } from '../nn/backbone.js';
+import { knnSearch } from '../knn/exact.js';
+import { gaussianBlur, resizeBilinear } from '../maps/maps.js';
+import type { NamedTensor } from '../io/safetensors.js';
+import { expectInteger, expectNumber } from '../core/validate.js';
 import { drainConcat, globalAvgPool, stateTensor, tapOrDeepest, toRows, type Features, type Method, type MethodScores } from './method.js';
 
 export interface SpadeOptions {

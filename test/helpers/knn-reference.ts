@@ -3,7 +3,8 @@
  * search, a seeded data generator and XXH64 (BigInt) for the file checksums.
  */
 import { expect } from 'vitest';
-import type { KnnMetric, KnnResult } from '../../lib/knn.js';
+import type { KnnMetric } from '../../lib/knn/exact.js';
+import type { KnnResult } from '../../lib/knn/rows.js';
 
 /** Deterministic N(0, 1) float32 data (xorshift + Box-Muller). */
 export function gaussian(count: number, seed: number): Float32Array {

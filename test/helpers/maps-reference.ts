@@ -1,5 +1,5 @@
 /**
- * Slow, obvious TypeScript twins of the map kernels (lib/maps.ts), written from the reference
+ * Slow, obvious TypeScript twins of the map kernels (lib/maps/maps.ts), written from the reference
  * definitions rather than from our C++: PyTorch's bilinear source index / weights and its two
  * kernels' arithmetic (float rounding emulated with Math.fround), scipy's Gaussian filter as a
  * direct 2-D sum over the reflected neighbourhood (no separability), and cosine / Euclidean

@@ -3,7 +3,7 @@
  * tensor `name` is lowbias32(i * 0x9E3779B9 + fnv1a(name)) / 2^32, mapped per tensor kind.
  * Both sides compute in float64 with the same operations and round to float32 once.
  */
-import { writeSafetensors } from '../../lib/safetensors.js';
+import { writeSafetensors } from '../../lib/io/safetensors.js';
 
 export function fnv1a(s: string): number {
   let h = 0x811c9dc5;

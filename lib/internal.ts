@@ -1,0 +1,30 @@
+/**
+ * Test hooks: what the tests reach beyond the public API (lib/index.ts), so that they can
+ * check internals against slow twins and references. Not part of the API: the package's
+ * "exports" map does not expose this file, and any of it may change without notice.
+ */
+// core: the raw addon, for tests of what the bindings re-check themselves
+export { native } from './core/native.js';
+// io: the hf: spec steps of resolveWeights
+export { parseHfSpec, hfUrl, hfCachePath, defaultCacheDir } from './io/weights.js';
+export type { HfSpec } from './io/weights.js';
+// image: torchvision's geometry, and the header sniffing that picks Pillow's mode
+export { resizedSize, outputSize, centerCropOffset } from './image/images.js';
+export { sniffPixelFormat } from './image/header.js';
+// data: the mask steps of batches()
+export { binariseMask, resizeMaskNearest } from './data/datasets.js';
+// sampling: the coreset's projection and starting rows, so a reference can replay the selection
+export { coresetProjectedFeatures, coresetProjectionMatrix, coresetStartIndices } from './sampling/coreset.js';
+// maps: the blur's kernel radius
+export { gaussianRadius } from './maps/maps.js';
+// metrics: the blocks and native passes behind every metric
+export { anyBlocks, Flag, mapBlocks, runCurve, runMetrics, scoreBlocks } from './metrics/input.js';
+// methods: the PatchCore and PaDiM kernels
+export { patchcoreEmbed, padimEmbed, padimFit, padimScore } from './methods/kernels.js';
+// detector: the steps of applyThresholds and of the thresholds setter
+export { minMaxNormalize, parseThresholds } from './detector/thresholds.js';
+// report: the overlay's colour table and contour, the CSV quoting
+export { JET_LUT, maskContour } from './report/overlay.js';
+export { csvField } from './report/csv.js';
+// cli: the entry point, without a child process
+export { main } from './cli/cli.js';
