@@ -28,11 +28,14 @@ export { openMvtec, openFolders, batches, binariseMask, resizeMaskNearest } from
 export type { Sample, Dataset, FolderLayout, BatchOptions, SampleBatch, SampleMask } from './datasets.js';
 export { fitThresholds, applyThresholds, parseThresholds, minMaxNormalize, THRESHOLD_METHODS } from './thresholds.js';
 export type { Thresholds, ThresholdsLike, ThresholdMethod, ThresholdFallback, ScoreRange, FitThresholdsOptions, ThresholdedPrediction } from './thresholds.js';
-export { writeOverlay, renderOverlay, maskContour, writeScoresCsv, csvField, JET_LUT } from './overlay.js';
+export { writeOverlay, renderOverlay, detectorOverlayRange, maskContour, writeScoresCsv, csvField, JET_LUT } from './overlay.js';
 export type { OverlayOptions, RenderOptions, CsvValue } from './overlay.js';
 export { resolveWeights, parseHfSpec, hfUrl, hfCachePath, defaultCacheDir, defaultEndpoint, isHfSpec, DEFAULT_HF_ENDPOINT } from './weights.js';
 export type { ResolveWeightsOptions, HfSpec } from './weights.js';
 export { Detector, METHODS, sha256File } from './detector.js';
-export type { DetectorOptions, EvaluationReport, ImageInput, MethodName, Prediction, ProgressEvent } from './detector.js';
+export type { DetectorOptions, EvaluateOptions, EvaluationReport, ImageInput, MethodName, Prediction, ProgressEvent } from './detector.js';
 export { resizeBilinear, gaussianBlur, gaussianRadius, cosineDistanceMap, l2DistanceMap, MAX_BLUR_RADIUS } from './maps.js';
 export type { MapShape3, MapShape4, MapOutputOptions, GaussianBlurOptions, CosineDistanceOptions, L2DistanceOptions } from './maps.js';
+export { evaluateWithReport, writeReport, reportJson } from './report/write.js';
+export type { ReportInput, ReportOptions } from './report/write.js';
+export type { ReportRecord } from './report/gallery.js';
