@@ -9,6 +9,9 @@ import { pathToFileURL } from 'node:url';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { main } from '../../lib/cli.js';
+import { openMvtec } from '../../lib/datasets.js';
+import { Detector } from '../../lib/detector.js';
+import { evaluateWithReport } from '../../lib/report/write.js';
 import { imageAuroc, rocCurve } from '../../lib/metrics.js';
 import { launchChromium, noChromium } from '../helpers/browser.js';
 import { writeSeededWeights } from '../helpers/seeded.js';
@@ -22,6 +25,7 @@ const { dir, cleanup } = tempDir('anomalens-report-');
 const weights = join(dir, 'r18.safetensors');
 const data = join(dir, 'tile');
 const out = join(dir, 'report');
+const model = join(dir, 'padim.anomalens');
 const DEFECTS = { spot: 4, scratch: 4, dent: 3 };
 const N_GOOD = 6;
 const N_TEST = N_GOOD + 4 + 4 + 3;
@@ -75,7 +79,7 @@ beforeAll(async () => {
   await writeSeededWeights(weights, parity.archs.resnet18.tensors);
   await writeTileDataset(data, { nTrain: 8, nGood: N_GOOD, defects: DEFECTS });
   const r = await run('eval', '--method', 'padim', '--arch', 'resnet18', '--weights', weights, '--data', data, '--size', '64',
-    '--option', 'd=40', '--report', out, '--json');
+    '--option', 'd=40', '--report', out, '--save', model, '--json');
   expect(r.code, r.stderr).toBe(0);
   json = JSON.parse(r.stdout);
 });
@@ -116,6 +120,38 @@ describe('eval --report: the folder', () => {
     const pix = readCsv(join(out, 'curves', 'pixel-roc.csv'));
     expect(pix.fpr[0]).toBe(0);
     expect(pix.fpr[pix.fpr.length - 1]).toBe(1);
+  });
+
+  it('thins pixel-level CSVs above csvMaxPoints with the metrics functions\' decimate option', async () => {
+    const det = await Detector.load(model);
+    const thin = join(dir, 'thin');
+    const r = await evaluateWithReport(det, await openMvtec(data), thin, { csvMaxPoints: 100, csvDecimate: 0.01 });
+    det.dispose();
+    expect(r.aupro).toBe(json.aupro);
+    for (const [file, xs, ys] of [['pixel-roc.csv', 'fpr', 'tpr'], ['pro.csv', 'fpr', 'pro'], ['pixel-pr.csv', 'recall', 'precision']]) {
+      const exact = readCsv(join(out, 'curves', file));
+      const t = readCsv(join(thin, 'curves', file));
+      expect(exact[xs].length).toBeGreaterThan(100);
+      expect(t[xs].length, file).toBeLessThan(exact[xs].length / 2);
+      // a subset of the exact points, in order, with the first and the last
+      const key = (c: Record<string, number[]>, i: number) => `${c[xs][i]},${c[ys][i]},${c.threshold[i]}`;
+      const rows = new Map<string, number>();
+      exact[xs].forEach((_, i) => rows.set(key(exact, i), i));
+      const at = t[xs].map((_, i) => rows.get(key(t, i)));
+      expect(at.every((i) => i !== undefined), file).toBe(true);
+      for (let i = 1; i < at.length; i++) expect(at[i]!).toBeGreaterThan(at[i - 1]!);
+      expect([at[0], at[at.length - 1]]).toEqual([0, exact[xs].length - 1]);
+      if (file === 'pixel-pr.csv') continue;
+      // every dropped point is within the step of the last kept one
+      let k = 0;
+      for (let i = 0; i < exact[xs].length; i++) {
+        if (k + 1 < at.length && at[k + 1] === i) k++;
+        if (at[k] === i) continue;
+        const j = at[k]!;
+        expect(Math.abs(exact[xs][i] - exact[xs][j]) < 0.01 && Math.abs(exact[ys][i] - exact[ys][j]) < 0.01, `${file} point ${i}`).toBe(true);
+      }
+    }
+    expect(readFileSync(join(thin, 'index.html'), 'utf8')).toMatch(/thinned to a point per 0\.01 of either axis \(the exact curve has \d+ points\)/);
   });
 
   it('refuses to replace a folder that is not a report, and replaces an earlier report', async () => {
