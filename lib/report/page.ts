@@ -98,7 +98,7 @@ button:disabled { color: #4b5563; background: #f3f4f6; border-color: #d1d5db; }
 .card.outcome-FP figure { border-color: #b91c1c; }
 .card.outcome-FN figure { border-color: #6d28d9; }
 .pair { display: grid; grid-template-columns: 1fr 1fr; gap: 4px; }
-.pair img { width: 100%; height: auto; background: #e5e7eb; image-rendering: auto; }
+.pair img { width: 100%; height: auto; max-height: 300px; object-fit: contain; background: #e5e7eb; }
 .card figcaption { display: flex; flex-wrap: wrap; gap: 2px 8px; align-items: baseline; margin-top: 4px; }
 .card .name { font-weight: 600; overflow-wrap: anywhere; }
 .card .info { color: #4b5563; font-size: 0.85rem; }
