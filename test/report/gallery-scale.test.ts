@@ -15,7 +15,9 @@ import { tempDir } from '../helpers/tmp.js';
 const N = 2000;
 const TYPES = ['good', 'crack', 'blowhole', 'fray', 'uneven'];
 const { dir, cleanup } = tempDir('anomalens-gallery-scale-');
+afterAll(cleanup);
 
+if (noChromium()) console.warn(noChromium());
 describe.skipIf(noChromium())('a 2000-image gallery', () => {
   let page: Page;
   let close: () => Promise<void>;
@@ -50,10 +52,7 @@ describe.skipIf(noChromium())('a 2000-image gallery', () => {
     page.on('pageerror', (e) => errors.push(e.message));
     await page.goto(pathToFileURL(join(dir, 'index.html')).href, { waitUntil: 'load' });
   });
-  afterAll(async () => {
-    await close?.();
-    cleanup();
-  });
+  afterAll(async () => close?.());
 
   it('keeps one page of cards in the DOM, on every page, filter and page size', async () => {
     expect(await cards()).toBe(24);

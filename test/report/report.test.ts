@@ -174,6 +174,7 @@ describe('eval --report: the folder', () => {
   });
 });
 
+if (noChromium()) console.warn(noChromium());
 describe.skipIf(noChromium())('eval --report: the page in headless Chromium', () => {
   let page: Page;
   let close: () => Promise<void>;
