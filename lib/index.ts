@@ -48,11 +48,14 @@ export type {
 } from './metrics/metrics.js';
 // detector
 export { Detector, METHODS, DEFAULT_ARCH } from './detector/detector.js';
-export type { DetectorOptions, EvaluationReport, ImageInput, MethodName, Prediction, ProgressEvent } from './detector/detector.js';
+export type { DetectorOptions, EvaluateOptions, EvaluationReport, ImageInput, MethodName, Prediction, ProgressEvent } from './detector/detector.js';
 export { fitThresholds, applyThresholds, THRESHOLD_METHODS } from './detector/thresholds.js';
 export type { Thresholds, ThresholdsLike, ThresholdMethod, ThresholdFallback, ScoreRange, FitThresholdsOptions, ThresholdedPrediction } from './detector/thresholds.js';
 // report
-export { writeOverlay, renderOverlay } from './report/overlay.js';
+export { writeOverlay, renderOverlay, detectorOverlayRange } from './report/overlay.js';
 export type { OverlayOptions, RenderOptions } from './report/overlay.js';
 export { writeScoresCsv } from './report/csv.js';
 export type { CsvValue } from './report/csv.js';
+export { evaluateWithReport, writeReport, reportJson } from './report/write.js';
+export type { ReportInput, ReportOptions } from './report/write.js';
+export type { ReportRecord } from './report/gallery.js';

@@ -26,5 +26,9 @@ export { minMaxNormalize, parseThresholds } from './detector/thresholds.js';
 // report: the overlay's colour table and contour, the CSV quoting
 export { JET_LUT, maskContour } from './report/overlay.js';
 export { csvField } from './report/csv.js';
+// report: the page builder and its SVG pieces, the curve cut at the FPR limit
+export { buildReportPage } from './report/page.js';
+export { downsampleCurve, escapeHtml, histogram, lineChart } from './report/svg.js';
+export { truncateCurve } from './report/write.js';
 // cli: the entry point, without a child process
 export { main } from './cli/cli.js';

@@ -10,7 +10,8 @@ import { DEFAULT_ARCH, Detector, METHODS, type DetectorOptions, type EvaluationR
 import { AnomalensError } from '../core/errors.js';
 import { listImages } from '../image/images.js';
 import { writeScoresCsv } from '../report/csv.js';
-import { writeOverlay } from '../report/overlay.js';
+import { detectorOverlayRange, writeOverlay } from '../report/overlay.js';
+import { evaluateWithReport, reportJson } from '../report/write.js';
 import { createProgress, type Progress } from '../core/progress.js';
 import { backends, setNumThreads } from '../core/runtime.js';
 import { weightsFor } from '../io/weights.js';
@@ -123,8 +124,7 @@ function detectorFlags(cmd: Command, required: boolean): Command {
 function printReport(r: EvaluationReport, json: boolean, notes: readonly string[]): void {
   const fmt = (v: number | null) => (v === null ? 'n/a' : v.toFixed(4));
   if (json) {
-    const { evaluation, ...rest } = r;
-    console.log(JSON.stringify({ ...rest, notes, pixel: evaluation.pixel, image: evaluation.image }));
+    console.log(JSON.stringify(reportJson(r, notes)));
     return;
   }
   for (const n of notes) console.log(`note: ${n}`);
@@ -164,16 +164,22 @@ export function registerDetectorCommands(program: Command): void {
     .requiredOption('--data <paths...>', 'image folder(s) or files')
     .option('--weights <file>', 'backbone weights, when not at the path recorded in the model')
     .option('--out <dir>', 'write <name>_overlay.png per image and scores.csv here')
+    .addOption(new Option('--overlay-scale <scale>', "overlay colours: 'detector' = the detector's pixel scale, threshold at the middle of the colour map (default when the model has thresholds); 'image' = each image's own min and max").choices(['detector', 'image']))
     .action(async (o) => {
       applyRuntime(o);
       const det = await Detector.load(o.model, { weights: o.weights });
       det.onProgress = progressReporter(o.progress);
+      const range = o.overlayScale === 'image' ? undefined : detectorOverlayRange(det.thresholds);
+      if (o.overlayScale === 'detector' && !range)
+        throw new InvalidArgumentError(`--overlay-scale detector: '${o.model}' has no pixel threshold and normalisation (fit them with eval --save); use --overlay-scale image`);
+      if (o.out && !range && !o.overlayScale && det.method !== 'dn2')
+        console.error(`note: '${o.model}' has no pixel thresholds, so each overlay is scaled to its own min and max (every image looks hot somewhere); eval --save fits them`);
       const paths = await resolveImages(o.data);
       const preds = await det.predict(paths);
       if (o.out) {
         for (const p of preds)
           if (p.anomalyMap)
-            await writeOverlay(p.path!, p.anomalyMap, { out: join(o.out, `${basename(p.path!, extname(p.path!))}_overlay.png`), mask: p.predMask });
+            await writeOverlay(p.path!, p.anomalyMap, { out: join(o.out, `${basename(p.path!, extname(p.path!))}_overlay.png`), mask: p.predMask, range });
         await writeScoresCsv(join(o.out, 'scores.csv'), preds.map((p) => ({ path: p.path, score: p.predScore, label: p.predLabel ?? '', normalizedScore: p.normalizedScore ?? '' })));
       }
       if (o.json) console.log(JSON.stringify(preds.map((p) => ({ path: p.path, predScore: p.predScore, predLabel: p.predLabel ?? null, normalizedScore: p.normalizedScore ?? null }))));
@@ -187,13 +193,16 @@ export function registerDetectorCommands(program: Command): void {
     .option('--masks <dir>', 'folder layout: masks of the anomalous images')
     .option('--model <file>', 'a saved detector (instead of --method/--arch/--weights)')
     .option('--save <file>', 'save the detector (with the F1-adaptive thresholds) here')
+    .option('--report <dir>', 'write an HTML report here: <dir>/index.html (metrics, curves, histogram, gallery), curves as CSV')
     .action(async (o) => {
       applyRuntime(o);
       if (Boolean(o.model) === Boolean(o.method)) throw new InvalidArgumentError('give either --model or --method (with optional --arch and --weights)');
       const det = o.model ? await Detector.load(o.model, { weights: o.weights }) : await Detector.create(await detectorOptions(o));
       det.onProgress = progressReporter(o.progress);
-      const report = await det.evaluate(await openData(o));
+      const data = await openData(o);
+      const report = o.report ? await evaluateWithReport(det, data, o.report, { dataRoot: o.data }) : await det.evaluate(data);
       if (o.save) await det.save(o.save);
       printReport(report, Boolean(o.json), det.notes);
+      if (o.report && !o.json) console.log(`wrote ${join(o.report, 'index.html')}`);
     });
 }

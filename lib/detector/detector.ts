@@ -22,7 +22,7 @@ import { createPatchcore } from '../methods/patchcore.js';
 import { createSpade } from '../methods/spade.js';
 import { readSafetensors, SafetensorsWriter } from '../io/safetensors.js';
 import { applyThresholds, fitThresholds, parseThresholds, type Thresholds, type ThresholdsLike } from './thresholds.js';
-import { batches as datasetBatches, type Dataset } from '../data/datasets.js';
+import { batches as datasetBatches, type Dataset, type Sample, type SampleMask } from '../data/datasets.js';
 import { Evaluator, type Evaluation } from '../metrics/evaluator.js';
 import { describe, expectInteger, expectNumber, expectObject, expectOneOf, expectString } from '../core/validate.js';
 import { weightsFor } from '../io/weights.js';
@@ -102,6 +102,18 @@ export interface EvaluationReport {
   evaluation: Evaluation;
 }
 
+/** Options of evaluate(). */
+export interface EvaluateOptions {
+  /** AUPRO integration limit, in (0, 1]. Default 0.3. */
+  fprLimit?: number;
+  /**
+   * Called with every test sample as it is scored (before thresholds are fitted, so without
+   * predLabel), with its ground-truth mask when pixel metrics are computed. The prediction's
+   * map is the one the metrics use: keep it, do not modify it.
+   */
+  onPrediction?: (sample: Sample, prediction: Prediction, mask?: SampleMask) => void;
+}
+
 /** Files, or an already-normalised batch (maps then come at the batch's resolution). */
 export type ImageInput = string[] | Tensor4;
 
@@ -152,6 +164,11 @@ export class Detector {
 
   get fitted(): boolean {
     return this.#fitted;
+  }
+
+  /** The method's resolved configuration (options with their defaults filled in). */
+  get config(): Record<string, unknown> {
+    return { ...this.#impl.config() };
   }
 
   /** Seconds the last fit() took. */
@@ -222,7 +239,7 @@ export class Detector {
    * pixel AUROC and AUPRO (at each image's resolution, against masks binarised at > 127),
    * and sets F1-adaptive thresholds on the test set (anomalib's default validation).
    */
-  async evaluate(dataset: Dataset, options: { fprLimit?: number } = {}): Promise<EvaluationReport> {
+  async evaluate(dataset: Dataset, options: EvaluateOptions = {}): Promise<EvaluationReport> {
     expectObject(dataset, 'dataset');
     if (!this.#fitted) await this.fit(dataset.train.map((s) => s.path));
     const withMasks = dataset.hasMasks && this.method !== 'dn2';
@@ -239,6 +256,7 @@ export class Detector {
       for await (const b of datasetBatches(dataset.test, { batchSize: this.batchSize, preprocess: this.preprocess, withMasks })) {
         const preds = await this.#scoreBatch(b.images, this.preprocess.crop ? undefined : b.images.sizes, b.samples.map((s) => s.path));
         preds.forEach((p, i) => {
+          options.onPrediction?.(b.samples[i], p, withMasks ? b.masks![i] : undefined);
           scores.push(p.predScore);
           labels.push(b.samples[i].label);
           if (withMasks) {

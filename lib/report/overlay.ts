@@ -7,6 +7,7 @@ import { writeFileAtomic } from '../core/atomic.js';
 import { AnomalensError } from '../core/errors.js';
 import { describe, expectInteger, expectNumber, expectObject, expectString } from '../core/validate.js';
 import { decodeImage, type DecodedImage } from '../image/images.js';
+import type { ThresholdsLike } from '../detector/thresholds.js';
 
 // matplotlib's 'jet' (_jet_data): [x, y0, y1] segments per channel.
 const JET_SEGMENTS: readonly (readonly (readonly [number, number, number])[])[] = [
@@ -52,8 +53,9 @@ export interface OverlayOptions {
   mask?: Uint8Array;
   /**
    * Map values shown as the colour map's ends. Default: the map's own min and max, which
-   * makes every image look hot somewhere; pass a fixed range (e.g. [0, 1] for normalised
-   * maps) to compare images.
+   * makes every image look hot somewhere; pass a fixed range to compare images, such as
+   * `detectorOverlayRange(detector.thresholds)` (the detector's pixel scale) or [0, 1] for
+   * normalised maps.
    */
   range?: [number, number];
   /** Weight of the heatmap in the blend, in [0, 1]. Default 0.5. */
@@ -65,6 +67,23 @@ export interface OverlayOptions {
 }
 
 export type RenderOptions = Omit<OverlayOptions, 'out'>;
+
+/**
+ * The detector's pixel colour scale: the map range that its pixel normalisation
+ * (`minMaxNormalize`: (x - threshold) / (max - min) + 0.5, clipped) sends onto [0, 1]. With it
+ * as `range`, the pixel threshold sits at the middle of the colour map (jet's green), pixels
+ * below it are blue to cyan and only pixels above it turn yellow to red, alike in every image,
+ * so a normal image stays cold. undefined when the thresholds have no pixel threshold or no
+ * pixel normalisation (then only per-image scaling is available).
+ * @example await writeOverlay(p.path, p.anomalyMap, { out, mask: p.predMask, range: detectorOverlayRange(det.thresholds) })
+ */
+export function detectorOverlayRange(thresholds: ThresholdsLike | undefined): [number, number] | undefined {
+  const t = thresholds?.pixel;
+  const range = thresholds?.normalization?.pixel;
+  if (t === undefined || !range) return undefined;
+  const span = range.max - range.min || 1;
+  return [t - span / 2, t + span / 2];
+}
 
 /**
  * The pixels of the mask's inner boundary band: mask pixels within `width` steps (8-connected)
