@@ -14,6 +14,7 @@ import { IMAGENET_PREPROCESS, listImages, type Preprocess } from './images.js';
 import { createProgress } from './progress.js';
 import { registerBenchCommand } from './cli-bench.js';
 import { registerDetectorCommands } from './cli-detect.js';
+import { registerServeCommands } from './serve/cli.js';
 import { setNumThreads } from './runtime.js';
 
 function parseSize(value: string, name: string): number | [number, number] {
@@ -100,6 +101,7 @@ export function buildProgram(): Command {
     });
   registerDetectorCommands(program);
   registerBenchCommand(program);
+  registerServeCommands(program);
   return program;
 }
 
