@@ -67,15 +67,16 @@ const STATUS: Record<string, number> = {
 /** The HTTP status of an error: ours by code, fastify's by its statusCode, else 500. */
 function statusOf(err: unknown): number {
   if (err instanceof AnomalensError) return STATUS[err.code] ?? 500;
-  if (err instanceof TypeError || err instanceof RangeError) return 400;
+  // fastify's own errors carry a status (some are RangeErrors: the body limit's is).
   const s = (err as { statusCode?: unknown })?.statusCode;
-  return typeof s === 'number' && s >= 400 && s < 600 ? s : 500;
+  if (typeof s === 'number' && s >= 400 && s < 600) return s;
+  return err instanceof TypeError || err instanceof RangeError ? 400 : 500;
 }
 
 function codeOf(err: unknown, status: number): string {
   if (err instanceof AnomalensError) return err.code;
-  if (err instanceof TypeError || err instanceof RangeError) return 'ERR_INVALID_ARGUMENT';
   if (status === 413) return 'ERR_TOO_LARGE';
+  if (err instanceof TypeError || err instanceof RangeError) return 'ERR_INVALID_ARGUMENT';
   if (status === 415 || (status >= 400 && status < 500)) return 'ERR_INVALID_ARGUMENT';
   if (status === 503) return 'ERR_BUSY';
   return 'ERR_INTERNAL';
