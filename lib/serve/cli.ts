@@ -56,6 +56,7 @@ export function registerServeCommands(program: Command): void {
       applyRuntime(o);
       const [{ createServer, listen }, { PredictQueue }] = await Promise.all([import('./http.js'), import('./queue.js')]);
       const stop = untilSignal();
+      if (o.token === '') o.token = undefined;  // ANOMALENS_TOKEN= (set but empty) means no token
       const detector = o.model ? await Detector.load(o.model, { weights: o.weights }) : undefined;
       const queue = o.queue ? await PredictQueue.connect(o.queue, { name: o.queueName }) : undefined;
       const app = await createServer({

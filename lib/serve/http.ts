@@ -231,8 +231,16 @@ export async function createServer(options: ServeOptions): Promise<FastifyInstan
 
   // On close, fastify stops accepting and waits for the requests in flight; those waiting for
   // a batch to fill need not wait out maxWaitMs.
+  // Responses sent while closing also close their connection: node's server.close() ends only
+  // the connections idle at that moment, and a keep-alive one would hold the process for
+  // keepAliveTimeout (72 s) after its last response.
+  let closing = false;
   app.addHook('preClose', async () => {
+    closing = true;
     batcher?.flush();
+  });
+  app.addHook('onSend', async (_req, reply) => {
+    if (closing) reply.header('Connection', 'close');
   });
   app.addHook('onClose', async () => {
     await batcher?.drain();
