@@ -15,6 +15,7 @@
  * await q.close();
  */
 import { readFile, realpath, stat } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { isAbsolute, relative, resolve } from 'node:path';
 import { Queue, QueueEvents, UnrecoverableError, Worker, Job, type ConnectionOptions } from 'bullmq';
 import type { Detector, Prediction } from '../detector.js';
@@ -158,6 +159,8 @@ export interface WorkerOptions {
   lockDurationMs?: number;
   /** How often this worker looks for stalled jobs, ms (BullMQ default 30000). */
   stalledIntervalMs?: number;
+  /** This worker's name, recorded on the jobs it runs as job.processedBy (default host:pid). */
+  workerName?: string;
   /** Called when a job completes or fails on this worker. */
   onJob?: (event: { id: string; ok: boolean; error?: string }) => void;
   /** Called on connection errors (ioredis retries them; default: ignored). */
@@ -227,7 +230,7 @@ export async function startWorker(o: WorkerOptions): Promise<PredictWorker> {
       }
     },
     {
-      connection, concurrency, autorun: false,
+      connection, concurrency, autorun: false, name: o.workerName ?? `${hostname()}:${process.pid}`,
       lockDuration: o.lockDurationMs ?? 30_000, stalledInterval: o.stalledIntervalMs ?? 30_000,
     },
   );
