@@ -18,7 +18,7 @@
  */
 import { timingSafeEqual } from 'node:crypto';
 import { readFile, realpath, stat } from 'node:fs/promises';
-import { isAbsolute, relative, resolve, sep } from 'node:path';
+import { isAbsolute, resolve } from 'node:path';
 import multipart from '@fastify/multipart';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Detector, Prediction } from '../detector.js';
@@ -28,6 +28,7 @@ import { expectInteger, expectNumber, expectString } from '../validate.js';
 import { Batcher } from './batcher.js';
 import { decodeImageBytes } from './decode.js';
 import { ServeMetrics } from './metrics.js';
+import { outsideRoot } from './paths.js';
 import type { PredictQueue } from './queue.js';
 import { encodeResult, MAP_FORMATS, type MapFormat, type PredictResult } from './result.js';
 import { scoreImages } from './scorer.js';
@@ -97,12 +98,10 @@ async function confinedPath(root: string | undefined, path: string): Promise<str
     real = await realpath(candidate);
   } catch {
     // Do not tell apart "outside the root" from "missing" for paths outside it.
-    const rel = relative(root, resolve(candidate));
-    if (rel.startsWith('..') || isAbsolute(rel)) throw new AnomalensError('ERR_FORBIDDEN', `path: '${path}' is outside the allowed root`);
+    if (outsideRoot(root, resolve(candidate))) throw new AnomalensError('ERR_FORBIDDEN', `path: '${path}' is outside the allowed root`);
     throw new AnomalensError('ERR_NOT_FOUND', `path: '${path}' does not exist`);
   }
-  const rel = relative(root, real);
-  if (rel === '' || rel.startsWith('..' + sep) || rel === '..' || isAbsolute(rel))
+  if (outsideRoot(root, real))
     throw new AnomalensError('ERR_FORBIDDEN', `path: '${path}' is outside the allowed root`);
   return real;
 }

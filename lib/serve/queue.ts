@@ -16,7 +16,7 @@
  */
 import { readFile, realpath, stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import { isAbsolute, relative, resolve } from 'node:path';
+import { isAbsolute, resolve } from 'node:path';
 import { Queue, QueueEvents, UnrecoverableError, Worker, Job, type ConnectionOptions } from 'bullmq';
 import type { Detector, Prediction } from '../detector.js';
 import { AnomalensError } from '../errors.js';
@@ -24,6 +24,7 @@ import type { RawImage } from '../images.js';
 import { expectInteger, expectString } from '../validate.js';
 import { Batcher } from './batcher.js';
 import { decodeImageBytes } from './decode.js';
+import { outsideRoot } from './paths.js';
 import { encodeResult, MAP_FORMATS, type MapFormat, type PredictResult } from './result.js';
 import { scoreImages } from './scorer.js';
 
@@ -186,8 +187,7 @@ async function jobPath(root: string | undefined, path: string, maxBytes: number)
   const real = await realpath(isAbsolute(path) ? path : resolve(root, path)).catch(() => {
     throw new AnomalensError('ERR_NOT_FOUND', `path '${path}' does not exist on this worker`);
   });
-  const rel = relative(root, real);
-  if (rel === '' || rel.startsWith('..') || isAbsolute(rel)) throw new AnomalensError('ERR_FORBIDDEN', `path '${path}' is outside the worker's root`);
+  if (outsideRoot(root, real)) throw new AnomalensError('ERR_FORBIDDEN', `path '${path}' is outside the worker's root`);
   const s = await stat(real);
   if (s.size > maxBytes) throw new AnomalensError('ERR_TOO_LARGE', `path '${path}' has ${s.size} bytes, more than the limit of ${maxBytes}`);
   return readFile(real);

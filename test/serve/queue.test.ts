@@ -109,6 +109,23 @@ describe('PredictQueue and startWorker', () => {
   });
 });
 
+describe('serve --queue without workers', () => {
+  it('a result that does not come in time is a 504 ERR_TIMEOUT; beyond maxQueue awaited jobs, 503 with Retry-After', async () => {
+    const q = await PredictQueue.connect(redis.url, { name: 'idle' });
+    const app = await createServer({ queue: q, resultTimeoutMs: 300, maxQueue: 1 });
+    closers.push(() => q.close(), () => app.close());
+    const [a, b] = await Promise.all(['good_0.png', 'good_1.png'].map((f) => app.inject({ method: 'POST', url: '/predict', ...multipart('image', f, bytesOf(f)) })));
+    const codes = [a.statusCode, b.statusCode].sort();
+    expect(codes).toEqual([503, 504]);
+    const [busy, late] = a.statusCode === 503 ? [a, b] : [b, a];
+    expect(busy.headers['retry-after']).toBe('1');
+    expect(busy.json().error.code).toBe('ERR_BUSY');
+    expect(late.json().error.code).toBe('ERR_TIMEOUT');
+    expect(await q.waitingCount()).toBe(1);
+    await q.queue.obliterate({ force: true });
+  });
+});
+
 describe('a fleet of worker processes', () => {
   it('200 jobs on 2 workers, one SIGKILLed mid-job: both took work, every job completes exactly once with its result', async () => {
     const name = 'fleet';
