@@ -4,12 +4,16 @@
  * - /predict takes an image as a multipart upload in the field `image`, as a raw body
  *   (Content-Type image/* or application/octet-stream), or as JSON `{ path }` naming a file
  *   under the allowed root (`root`; without one, paths are refused). `?map=float32|png` (or
- *   `map` in the JSON body) adds the anomaly map, raw or as an overlay (lib/serve/result.ts).
+ *   `map` in the JSON body) adds the anomaly map, raw or as an overlay (lib/serve/result.ts);
+ *   with `Accept: application/octet-stream`, map=float32 answers the map's bytes as the body
+ *   (float32 little-endian, height x width) and the scores in X-Anomalens-* headers.
  * - Concurrent requests are batched into one forward pass (lib/serve/batcher.ts), or, with
  *   a `queue`, handed to workers through Redis (lib/serve/queue.ts).
- * - Errors answer `{ error: { code, message } }`: 400 a bad request or image, 401 a missing or
- *   wrong token, 403 a path outside the root, 404 a missing file, 413 a body or image over the
- *   limits, 503 a full queue (with Retry-After) or a server shutting down.
+ * - Errors answer `{ error: { code, message } }`: 400 a bad request or image (ERR_INVALID_ARGUMENT,
+ *   ERR_INVALID_FILE, ERR_UNSUPPORTED), 401 a missing or wrong token (ERR_UNAUTHORIZED), 403 a
+ *   path outside the root (ERR_FORBIDDEN), 404 a missing file (ERR_NOT_FOUND), 413 a body or
+ *   image over the limits (ERR_TOO_LARGE), 503 a full queue, with Retry-After (ERR_BUSY), 504 no
+ *   result from the workers in time (ERR_TIMEOUT).
  * - With a token, every route except /healthz needs `Authorization: Bearer <token>`.
  *
  * @example
@@ -199,7 +203,7 @@ export async function createServer(options: ServeOptions): Promise<FastifyInstan
     reply.header('Content-Type', metrics.registry.contentType);
     return metrics.registry.metrics();
   });
-  app.post('/predict', async (req) => {
+  app.post('/predict', async (req, reply) => {
     const query = req.query as Record<string, unknown>;
     let map = parseMap(query.map, 'map');
     let bytes: Uint8Array;
@@ -225,7 +229,19 @@ export async function createServer(options: ServeOptions): Promise<FastifyInstan
       bytes = await readFile(file);
       name = `'${body.path}'`;
     }
-    return predict(bytes, name, map);
+    const result = await predict(bytes, name, map);
+    // map=float32 with Accept: application/octet-stream: the map itself as the body, the
+    // scores in headers, for clients that would rather not decode base64.
+    if (map === 'float32' && result.anomalyMap && /application\/octet-stream/.test(req.headers.accept ?? '')) {
+      reply.header('Content-Type', 'application/octet-stream');
+      reply.header('X-Anomalens-Pred-Score', String(result.predScore));
+      reply.header('X-Anomalens-Pred-Label', String(result.predLabel));
+      reply.header('X-Anomalens-Normalized-Score', String(result.normalizedScore));
+      reply.header('X-Anomalens-Width', String(result.width));
+      reply.header('X-Anomalens-Height', String(result.height));
+      return reply.send(Buffer.from(result.anomalyMap.data, 'base64'));
+    }
+    return result;
   });
 
   // On close, fastify stops accepting and waits for the requests in flight; those waiting for

@@ -85,6 +85,14 @@ describe('POST /predict', () => {
     let worst = 0;
     for (let i = 0; i < map.length; i++) worst = Math.max(worst, Math.abs(map[i] - ref[i]) / Math.max(Math.abs(ref[i]), 1e-6));
     expect(worst).toBeLessThan(1e-4);
+    // The same map as the raw body, with Accept: application/octet-stream.
+    const u = multipart('image', 'spot_0.png', bytesOf('spot_0.png'));
+    res = await app.inject({ method: 'POST', url: '/predict?map=float32', payload: u.payload, headers: { ...u.headers, accept: 'application/octet-stream' } });
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['content-type']).toBe('application/octet-stream');
+    expect(res.rawPayload.equals(Buffer.from(r.anomalyMap!.data, 'base64'))).toBe(true);
+    expect(Number(res.headers['x-anomalens-pred-score'])).toBe(r.predScore);
+    expect([res.headers['x-anomalens-pred-label'], res.headers['x-anomalens-width'], res.headers['x-anomalens-height']]).toEqual(['1', '72', '64']);
     res = await app.inject({ method: 'POST', url: '/predict', payload: { path: 'spot_0.png', map: 'png' } });
     expect(res.statusCode, res.body).toBe(200);
     const png = Buffer.from((res.json() as PredictResult).overlay!.data, 'base64');
