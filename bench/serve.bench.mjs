@@ -130,12 +130,29 @@ try {
   const ref = await inProcess(det, images, threads);
   rows.push([`in-process Detector.predict, batch 8, ${threads} threads`, ref, undefined, undefined, 1]);
 
-  const { child: server, match } = await start(['serve', '--model', model, '--port', '0'], /listening on (http:\/\/127\.0\.0\.1:\d+)/);
-  for (const c of clientList) {
-    const r = await load(match[1], images, c);
-    rows.push([`HTTP serve, ${c} client${c > 1 ? 's' : ''} (batching)`, r.rps, r.p50, r.p99, r.rps / ref]);
+  // Mean images per forward pass since the last call, from the server's own counters.
+  const batchCounter = (url) => {
+    let last = [0, 0];
+    return async () => {
+      const text = await (await fetch(`${url}/metrics`)).text();
+      const v = (name) => Number(text.split('\n').find((l) => l.startsWith(name + ' ')).split(' ')[1]);
+      const now = [v('anomalens_batch_size_sum'), v('anomalens_batch_size_count')];
+      const mean = (now[0] - last[0]) / (now[1] - last[1]);
+      last = now;
+      return mean;
+    };
+  };
+  for (const batch of [undefined, 1]) {
+    const { child: server, match } = await start(['serve', '--model', model, '--port', '0', ...(batch ? ['--batch', String(batch)] : [])], /listening on (http:\/\/127\.0\.0\.1:\d+)/);
+    const meanBatch = batchCounter(match[1]);
+    for (const c of batch ? clientList.filter((c) => c > 1) : clientList) {
+      await meanBatch();
+      const r = await load(match[1], images, c);
+      const label = batch ? 'no batching (--batch 1)' : `batching, mean ${fmt(await meanBatch())} images per pass`;
+      rows.push([`HTTP serve, ${c} client${c > 1 ? 's' : ''}, ${label}`, r.rps, r.p50, r.p99, r.rps / ref]);
+    }
+    await stop(server);
   }
-  await stop(server);
 
   const redis = await startRedis();
   if (!redis) console.log('queue: skipped (redis-server not installed)');
