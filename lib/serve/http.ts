@@ -154,6 +154,8 @@ export async function createServer(options: ServeOptions): Promise<FastifyInstan
 
   async function predict(bytes: Uint8Array, name: string, map: MapFormat): Promise<PredictResult> {
     if (batcher) {
+      // Refuse before decoding when the queue is already full (submit checks again after).
+      if (batcher.depth >= batcher.maxQueue) throw new AnomalensError('ERR_BUSY', `the queue is full (${batcher.maxQueue} images waiting): retry later`);
       const image = await decodeImageBytes(bytes, name, { maxPixels });
       const p = await batcher.submit({ image, name });
       return encodeResult(p, image, map);
