@@ -4,6 +4,7 @@
 //
 //   npm run build && node bench/run.mjs serve
 //   env: SERVE_SECONDS=8 (per configuration)  SERVE_TRAIN=20  SERVE_CLIENTS=1,4,16
+//        SERVE_MODEL=small (the seeded resnet18 at 64x64 even where ../shared/data exists)
 //
 // Model: PatchCore, ResNet-50 v2 stages 2+3 (../shared/data/weights), 224x224, coreset 0.1,
 // fitted on the first SERVE_TRAIN magnetic-tile train/good images; requests cycle over the
@@ -35,7 +36,7 @@ function files(d) {
 }
 
 async function makeModel() {
-  if (existsSync(data) && existsSync(realWeights)) {
+  if (process.env.SERVE_MODEL !== 'small' && existsSync(data) && existsSync(realWeights)) {
     const det = await Detector.create({ method: 'patchcore', arch: 'resnet50_v2', weights: realWeights, size: 224, batchSize: 8, methodOptions: { coreset: 0.1 } });
     await det.fit(files(join(data, 'train', 'good')).slice(0, nTrain));
     return { det, images: files(join(data, 'test', 'good')).slice(0, 16), what: `PatchCore resnet50_v2 224x224 on magnetic-tile (${nTrain} train images)` };
@@ -51,7 +52,7 @@ async function makeModel() {
   }
   const det = await Detector.create({ method: 'patchcore', arch: 'resnet18', weights: await seededWeights('resnet18', 3), size: 64, batchSize: 8, methodOptions: { coreset: 1 } });
   await det.fit(paths.slice(0, 8));
-  return { det, images: paths.slice(8), what: 'PatchCore seeded resnet18 64x64 on synthetic tiles (../shared/data absent)' };
+  return { det, images: paths.slice(8), what: 'PatchCore seeded resnet18 stages 1-3, 64x64, coreset 1, on synthetic 72x64 tiles' };
 }
 
 function start(args, ready) {
