@@ -246,6 +246,12 @@ describe('authentication and binding', () => {
     }
     expect(app.server.listening).toBe(false);
     await app.close();
+    // With a token or --insecure the check lets it through to fastify's listen (a stand-in
+    // here, so that nothing binds beyond loopback).
+    const standIn = { listen: async (o: { host: string; port: number }) => `bound ${o.host}:${o.port}` } as unknown as FastifyInstance;
+    expect(await listen(standIn, { host: '0.0.0.0', port: 9, insecure: true })).toBe('bound 0.0.0.0:9');
+    expect(await listen(standIn, { host: '0.0.0.0', port: 9, token: 'a-long-token' })).toBe('bound 0.0.0.0:9');
+    expect(await listen(standIn)).toBe('bound 127.0.0.1:8080');
     await expect(createServer({ detector: fx.detector, token: 'short' })).rejects.toThrow(RangeError);
     await expect(createServer({} as never)).rejects.toThrow(/exactly one of detector or queue/);
   });

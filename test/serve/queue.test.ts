@@ -133,7 +133,7 @@ describe('a fleet of worker processes', () => {
       const c = spawnCli(['worker', '--model', fx.model, '--redis', redis.url, '--queue-name', name, '--concurrency', '2', '--threads', '1', '--lock-ms', '2000', '--stalled-ms', '500']);
       children.push(c);
       const line = await waitForLine(c, /^worker ready/);
-      expect(line, tag).toContain(`pid ${c.pid}`);
+      expect(line, tag).toContain(`pid ${c.pid}, concurrency 2`);
       return c;
     };
     const [a, b] = await Promise.all([spawnWorker('a'), spawnWorker('b')]);
