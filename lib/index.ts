@@ -59,3 +59,5 @@ export type { CsvValue } from './report/csv.js';
 export { evaluateWithReport, writeReport, reportJson } from './report/write.js';
 export type { ReportInput, ReportOptions } from './report/write.js';
 export type { ReportRecord } from './report/gallery.js';
+// The service and the queue load from 'anomalens/serve' (fastify and BullMQ are heavy); their types are here too.
+export type { ServeOptions, PredictResult, MapFormat, WorkerOptions, PredictWorker, EnqueueOptions } from './serve/index.js';

@@ -30,5 +30,8 @@ export { csvField } from './report/csv.js';
 export { buildReportPage } from './report/page.js';
 export { downsampleCurve, escapeHtml, histogram, lineChart } from './report/svg.js';
 export { truncateCurve } from './report/write.js';
+// serve: the RGB conversion of uploads, the root-confinement check
+export { toRgb } from './serve/decode.js';
+export { outsideRoot } from './serve/paths.js';
 // cli: the entry point, without a child process
 export { main } from './cli/cli.js';

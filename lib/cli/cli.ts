@@ -16,6 +16,7 @@ import { registerBenchCommand } from './bench.js';
 import { registerDetectorCommands } from './detect.js';
 import { setNumThreads } from '../core/runtime.js';
 import { weightsFor } from '../io/weights.js';
+import { registerServeCommands } from '../serve/cli.js';
 
 function parseSize(value: string, name: string): number | [number, number] {
   const m = /^(\d+)(?:x(\d+))?$/.exec(value.trim());
@@ -103,6 +104,7 @@ export function buildProgram(): Command {
     });
   registerDetectorCommands(program);
   registerBenchCommand(program);
+  registerServeCommands(program);
   return program;
 }
 
