@@ -1,7 +1,7 @@
 // Module entry: registers what every bindings/*.cpp contributed, plus the core accessors.
 #include <napi.h>
 
-#include "anomalens/threading.h"
+#include "anomalens/core/threading.h"
 #include "common.h"
 
 namespace anomalens::bindings {

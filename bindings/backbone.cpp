@@ -1,6 +1,6 @@
 // Backbone bindings: loadBackbone(arch, path) -> Promise<NativeBackbone>;
 // NativeBackbone#extract(input: Float32Array, shape, taps, profile) -> Promise<{ outputs, profile }>.
-#include "anomalens/backbone.h"
+#include "anomalens/nn/backbone.h"
 
 #include <atomic>
 

@@ -1,6 +1,6 @@
 #include "common.h"
 
-#include "anomalens/threading.h"
+#include "anomalens/core/threading.h"
 
 namespace anomalens::bindings {
 

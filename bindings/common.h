@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "anomalens/error.h"
-#include "anomalens/tensor.h"
+#include "anomalens/core/error.h"
+#include "anomalens/core/tensor.h"
 
 namespace anomalens::bindings {
 

@@ -1,5 +1,5 @@
 // Detector feature kernels: patchcoreEmbed, padimEmbed, padimFit, padimScore (all Promises).
-#include "anomalens/detect.h"
+#include "anomalens/methods/patchcore_kernels.h"
 
 #include "common.h"
 

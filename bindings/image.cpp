@@ -7,7 +7,7 @@
 //     std: number[3], out: Float32Array) -> Promise<void>
 #include <array>
 
-#include "anomalens/image.h"
+#include "anomalens/image/pil_resize.h"
 #include "common.h"
 
 namespace anomalens::bindings {

@@ -1,17 +1,17 @@
 // Exact kNN: knnSearch(...) and the MemoryBank class. Conversion only; lib/knn.ts validates
-// and allocates outputs, the core (anomalens/knn.h, knn_bank.h) computes.
+// and allocates outputs, the core (anomalens/knn/knn.h, knn/bank.h) computes.
 //
 //   knnSearch(database, n, queries, m, d, k, metric, distances, indices, screening) -> Promise<void>
 //   new MemoryBank(dim, metric, screening); bank.add(rows, n); bank.search(queries, m, k, distances, indices)
 //   bank.save(path); MemoryBank.load(path, screening) -> Promise<MemoryBank>; bank.dispose()
 //   bank.size / bank.dim / bank.metric / bank.screening; knnEngineInfo() -> { scanKernel, bf16Screening }
-// screening: 'auto' | 'off' | 'bf16' (see KnnScreening in anomalens/knn.h).
+// screening: 'auto' | 'off' | 'bf16' (see KnnScreening in anomalens/knn/knn.h).
 // Finiteness of inputs is checked here, in the worker, because it is O(n): a NaN rejects
 // with a RangeError naming the element (lib/ cannot do it without blocking the event loop).
 #include <memory>
 
-#include "anomalens/knn.h"
-#include "anomalens/knn_bank.h"
+#include "anomalens/knn/knn.h"
+#include "anomalens/knn/bank.h"
 #include "common.h"
 #include "knn_common.h"
 

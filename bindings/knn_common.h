@@ -10,7 +10,7 @@
 #include <memory>
 #include <string>
 
-#include "anomalens/knn.h"
+#include "anomalens/knn/knn.h"
 #include "common.h"
 
 namespace anomalens::bindings {

@@ -1,4 +1,4 @@
-// Greedy coreset subsampling (anomalens/knn_coreset.h). Conversion only.
+// Greedy coreset subsampling (anomalens/sampling/coreset.h). Conversion only.
 //
 //   coresetSubsample(features, n, d, options, onProgress?, cancel?) -> Promise<Int32Array>
 //     (the selected rows; shorter than count when cancelled)
@@ -13,7 +13,7 @@
 #include <chrono>
 #include <memory>
 
-#include "anomalens/knn_coreset.h"
+#include "anomalens/sampling/coreset.h"
 #include "common.h"
 #include "knn_common.h"
 

@@ -1,4 +1,4 @@
-// FaissIndex class: faiss indexes by factory string (anomalens/knn_faiss.h). Conversion only.
+// FaissIndex class: faiss indexes by factory string (anomalens/knn/faiss.h). Conversion only.
 //
 //   new FaissIndex(d, factory, metric); index.train(x, n); index.add(x, n);
 //   index.search(queries, m, k, distances, indices); index.save(path); FaissIndex.load(path)
@@ -6,7 +6,7 @@
 //   index.factory, index.metric, index.dispose()
 #include <memory>
 
-#include "anomalens/knn_faiss.h"
+#include "anomalens/knn/faiss.h"
 #include "common.h"
 #include "knn_common.h"
 

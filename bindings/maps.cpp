@@ -9,8 +9,8 @@
 #include <cmath>
 #include <functional>
 
-#include "anomalens/knn.h"
-#include "anomalens/maps.h"
+#include "anomalens/knn/knn.h"
+#include "anomalens/maps/maps.h"
 #include "common.h"
 
 namespace anomalens::bindings {

@@ -9,7 +9,7 @@
 #include <cmath>
 #include <limits>
 
-#include "anomalens/metrics.h"
+#include "anomalens/metrics/metrics.h"
 #include "common.h"
 
 namespace anomalens::bindings {

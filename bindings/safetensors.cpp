@@ -1,5 +1,5 @@
 // readSafetensors(path) -> Promise<{ tensors: { name: { dtype, shape, data: Float32Array } }, metadata }>
-#include "anomalens/safetensors.h"
+#include "anomalens/io/safetensors.h"
 #include "common.h"
 
 namespace anomalens::bindings {
