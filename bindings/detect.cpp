@@ -1,4 +1,5 @@
 // Detector feature kernels: patchcoreEmbed, padimEmbed, padimFit, padimScore (all Promises).
+#include "anomalens/methods/padim_kernels.h"
 #include "anomalens/methods/patchcore_kernels.h"
 
 #include "common.h"

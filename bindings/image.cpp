@@ -38,7 +38,7 @@ class ResizeWorker : public PromiseWorker {
       : PromiseWorker(env, "resizeBilinear"), src_(src), dst_(dst), h_(h), w_(w), c_(c), oh_(oh), ow_(ow) {}
 
  protected:
-  void compute() override { resizeBilinear(src_, h_, w_, c_, oh_, ow_, dst_); }
+  void compute() override { resizeImageBilinear(src_, h_, w_, c_, oh_, ow_, dst_); }
   Napi::Value result(Napi::Env env) override { return env.Undefined(); }
 
  private:

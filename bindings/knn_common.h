@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 
+#include "anomalens/core/finite.h"
 #include "anomalens/knn/knn.h"
 #include "common.h"
 

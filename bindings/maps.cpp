@@ -9,8 +9,10 @@
 #include <cmath>
 #include <functional>
 
-#include "anomalens/knn/knn.h"
-#include "anomalens/maps/maps.h"
+#include "anomalens/core/finite.h"
+#include "anomalens/maps/blur.h"
+#include "anomalens/maps/distance.h"
+#include "anomalens/maps/resize.h"
 #include "common.h"
 
 namespace anomalens::bindings {
@@ -144,7 +146,7 @@ Napi::Value ResizeBilinear(const Napi::CallbackInfo& info) {
     const int64_t count = numel({s[0], s[1], size[0], size[1]});
     checkOut(info[3], count);
     auto* w = new MapsWorker(env, "resizeBilinear", {{in, numel(s), "maps", s}}, true, count, info[3], [=](float* out) {
-      resizeBilinear(in, s[0], s[1], s[2], s[3], size[0], size[1], out);
+      resizeMapsBilinear(in, s[0], s[1], s[2], s[3], size[0], size[1], out);
     });
     return queue(w, {info[0], info[3]});
   });

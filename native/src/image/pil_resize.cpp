@@ -189,16 +189,16 @@ void mapChannels(const uint8_t* src, int64_t pixels, int64_t srcCh, uint8_t* dst
 
 }  // namespace
 
-void resizeBilinearWindow(const uint8_t* src, int64_t height, int64_t width, int64_t channels,
+void resizeImageBilinearWindow(const uint8_t* src, int64_t height, int64_t width, int64_t channels,
                           int64_t resizeHeight, int64_t resizeWidth, int64_t top, int64_t left,
                           int64_t outHeight, int64_t outWidth, int64_t dstChannels, uint8_t* dst,
                           bool parallel) {
-  checkImage(src, height, width, channels, "resizeBilinearWindow");
+  checkImage(src, height, width, channels, "resizeImageBilinearWindow");
   require(resizeHeight >= 1 && resizeWidth >= 1 && outHeight >= 1 && outWidth >= 1,
-          "resizeBilinearWindow: sizes must be >= 1");
+          "resizeImageBilinearWindow: sizes must be >= 1");
   require(dstChannels == 3 || (dstChannels == 1 && channels == 1),
-          "resizeBilinearWindow: dstChannels must be 3, or 1 for a 1-channel image");
-  require(dst != nullptr, "resizeBilinearWindow: null output");
+          "resizeImageBilinearWindow: dstChannels must be 3, or 1 for a 1-channel image");
+  require(dst != nullptr, "resizeImageBilinearWindow: null output");
   const int64_t pixels = outHeight * outWidth;
   if (dstChannels == 1) {
     resizeWindow<1>(src, height, width, 1, resizeHeight, resizeWidth, top, left, outHeight, outWidth, dst, parallel);
@@ -216,10 +216,10 @@ void resizeBilinearWindow(const uint8_t* src, int64_t height, int64_t width, int
   }
 }
 
-void resizeBilinear(const uint8_t* src, int64_t height, int64_t width, int64_t channels, int64_t outHeight,
+void resizeImageBilinear(const uint8_t* src, int64_t height, int64_t width, int64_t channels, int64_t outHeight,
                     int64_t outWidth, uint8_t* dst) {
-  require(channels == 1 || channels == 3, "resizeBilinear: channels must be 1 or 3, received " + std::to_string(channels));
-  resizeBilinearWindow(src, height, width, channels, outHeight, outWidth, 0, 0, outHeight, outWidth, channels, dst);
+  require(channels == 1 || channels == 3, "resizeImageBilinear: channels must be 1 or 3, received " + std::to_string(channels));
+  resizeImageBilinearWindow(src, height, width, channels, outHeight, outWidth, 0, 0, outHeight, outWidth, channels, dst);
 }
 
 void toRgb(const uint8_t* src, int64_t pixels, int64_t channels, uint8_t* dst) {

@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "anomalens/core/error.h"
-#include "anomalens/maps/maps.h"
+#include "anomalens/maps/blur.h"
 
 namespace anomalens {
 namespace {

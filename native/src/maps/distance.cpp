@@ -25,7 +25,7 @@
 #include <cmath>
 #include <vector>
 
-#include "anomalens/maps/maps.h"
+#include "anomalens/maps/distance.h"
 
 #define ANOMALENS_INLINE inline __attribute__((always_inline))
 

@@ -17,7 +17,7 @@
 #include <cmath>
 #include <vector>
 
-#include "anomalens/maps/maps.h"
+#include "anomalens/maps/resize.h"
 
 namespace anomalens {
 namespace {
@@ -143,7 +143,7 @@ struct RowCache {
 
 }  // namespace
 
-void resizeBilinear(const float* in, int64_t n, int64_t c, int64_t ih, int64_t iw, int64_t oh, int64_t ow,
+void resizeMapsBilinear(const float* in, int64_t n, int64_t c, int64_t ih, int64_t iw, int64_t oh, int64_t ow,
                     float* out) {
   const AxisTaps ty = axisTaps(ih, oh), tx = axisTaps(iw, ow);
   const bool channelsLast = c == 1 || ih * iw == 1;

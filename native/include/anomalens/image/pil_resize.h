@@ -18,11 +18,11 @@ namespace anomalens {
 // intermediate, vertical pass; antialiased support when shrinking).
 //   src: height * width * channels bytes; dst: outHeight * outWidth * channels bytes
 //   (caller-allocated). channels 1 (PIL "L") or 3 ("RGB"), all sizes >= 1.
-// Example: resizeBilinear(rgb, 131, 97, 3, 80, 64, out)  // 97x131 -> 64x80 (w x h)
-void resizeBilinear(const uint8_t* src, int64_t height, int64_t width, int64_t channels,
+// Example: resizeImageBilinear(rgb, 131, 97, 3, 80, 64, out)  // 97x131 -> 64x80 (w x h)
+void resizeImageBilinear(const uint8_t* src, int64_t height, int64_t width, int64_t channels,
                     int64_t outHeight, int64_t outWidth, uint8_t* dst);
 
-// Like resizeBilinear but produces only the window [top, top + outHeight) x
+// Like resizeImageBilinear but produces only the window [top, top + outHeight) x
 // [left, left + outWidth) of the resized image of size resizeHeight x resizeWidth. Window
 // pixels outside the resized image are 0 (torchvision's CenterCrop pads with 0 when the crop
 // is larger than the image). Each produced pixel equals the full resize's pixel bit for bit.
@@ -31,7 +31,7 @@ void resizeBilinear(const uint8_t* src, int64_t height, int64_t width, int64_t c
 //   convert('RGB') does; dstChannels 1: only for a 1-channel source.
 // `parallel`: spread rows over the OpenMP threads (pass false when already inside a
 // parallel region over images).
-void resizeBilinearWindow(const uint8_t* src, int64_t height, int64_t width, int64_t channels,
+void resizeImageBilinearWindow(const uint8_t* src, int64_t height, int64_t width, int64_t channels,
                           int64_t resizeHeight, int64_t resizeWidth, int64_t top, int64_t left,
                           int64_t outHeight, int64_t outWidth, int64_t dstChannels, uint8_t* dst,
                           bool parallel = true);

@@ -79,7 +79,4 @@ void knnDatabaseNorms(const float* database, int64_t n, int64_t d, Metric metric
 // True when knnSearch needs databaseNorms for this metric.
 bool knnUsesNorms(Metric metric);
 
-// Index of the first element of data[0, count) that is NaN or infinite, or -1. Multithreaded.
-int64_t firstNonFinite(const float* data, int64_t count);
-
 }  // namespace anomalens

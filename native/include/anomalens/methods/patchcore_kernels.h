@@ -1,8 +1,7 @@
-// Method-specific feature kernels of the detectors (PatchCore and PaDiM). Plain pointers,
-// caller-allocated outputs, NCHW float32 inputs.
+// PatchCore's feature kernel: locally aware patch features. Plain pointers, caller-allocated
+// outputs, NCHW float32 inputs. PaDiM's kernels are in padim_kernels.h.
 #pragma once
 #include <cstdint>
-#include <vector>
 
 namespace anomalens {
 
@@ -17,24 +16,5 @@ namespace anomalens {
 // on its own grid first and resized after (same result, far less work).
 void patchcoreEmbed(const float* a, int64_t n, int64_t ca, int64_t ha, int64_t wa, const float* b, int64_t cb,
                     int64_t hb, int64_t wb, int64_t layerDim, int64_t outDim, float* out);
-
-// PaDiM's embedding: the selected channels `channels` (indices into the concatenation of all
-// layers' channels) gathered at the first layer's resolution; deeper layers are upsampled by
-// nearest neighbour (source row floor(y * h_l / h0)), which equals the original code's
-// unfold/fold concatenation when the sizes divide.
-//   layers[l]: [n, c_l, h_l, w_l]; out: [n, channels.size(), h0, w0]
-void padimEmbed(const std::vector<const float*>& layers, int64_t n, const std::vector<int64_t>& c,
-                const std::vector<int64_t>& h, const std::vector<int64_t>& w, const std::vector<int64_t>& channels,
-                float* out);
-
-// Per-position Gaussian of PaDiM: mean and the inverse of (unbiased covariance + reg * I).
-//   emb: [n, d, p] (p = h * w positions), n >= 2
-//   mean: [p, d]; precision: [p, d, d] (symmetric)
-// Throws Error(InvalidArgument) if a covariance is not positive definite.
-void padimFit(const float* emb, int64_t n, int64_t d, int64_t p, float reg, float* mean, float* precision);
-
-// Mahalanobis distance sqrt((x - mean)^T precision (x - mean)) per image and position.
-//   emb: [n, d, p]; out: [n, p]
-void padimScore(const float* emb, int64_t n, int64_t d, int64_t p, const float* mean, const float* precision, float* out);
 
 }  // namespace anomalens
