@@ -1,4 +1,4 @@
-#include "nn/resnet_spec.h"
+#include "anomalens/nn/resnet_spec.h"
 
 #include "anomalens/core/error.h"
 
