@@ -8,7 +8,7 @@
 #include <array>
 
 #include "anomalens/image/pil_resize.h"
-#include "common.h"
+#include "core/worker.h"
 
 namespace anomalens::bindings {
 namespace {

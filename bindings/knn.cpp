@@ -12,8 +12,8 @@
 
 #include "anomalens/knn/knn.h"
 #include "anomalens/knn/bank.h"
-#include "common.h"
-#include "knn_common.h"
+#include "core/worker.h"
+#include "core/args.h"
 
 namespace anomalens::bindings {
 namespace {

@@ -7,8 +7,8 @@
 #include <memory>
 
 #include "anomalens/knn/faiss.h"
-#include "common.h"
-#include "knn_common.h"
+#include "core/worker.h"
+#include "core/args.h"
 
 namespace anomalens::bindings {
 namespace {

@@ -13,7 +13,7 @@
 #include "anomalens/maps/blur.h"
 #include "anomalens/maps/distance.h"
 #include "anomalens/maps/resize.h"
-#include "common.h"
+#include "core/worker.h"
 
 namespace anomalens::bindings {
 namespace {

@@ -10,7 +10,7 @@
 #include <limits>
 
 #include "anomalens/metrics/metrics.h"
-#include "common.h"
+#include "core/worker.h"
 
 namespace anomalens::bindings {
 namespace {

@@ -1,4 +1,4 @@
-#include "common.h"
+#include "core/worker.h"
 
 #include "anomalens/core/threading.h"
 

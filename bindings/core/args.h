@@ -12,7 +12,7 @@
 
 #include "anomalens/core/finite.h"
 #include "anomalens/knn/knn.h"
-#include "common.h"
+#include "core/worker.h"
 
 namespace anomalens::bindings {
 

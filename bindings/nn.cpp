@@ -4,7 +4,7 @@
 
 #include <atomic>
 
-#include "common.h"
+#include "core/worker.h"
 
 namespace anomalens::bindings {
 namespace {

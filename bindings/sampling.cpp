@@ -14,8 +14,8 @@
 #include <memory>
 
 #include "anomalens/sampling/coreset.h"
-#include "common.h"
-#include "knn_common.h"
+#include "core/worker.h"
+#include "core/args.h"
 
 namespace anomalens::bindings {
 namespace {

@@ -2,7 +2,7 @@
 #include "anomalens/methods/padim_kernels.h"
 #include "anomalens/methods/patchcore_kernels.h"
 
-#include "common.h"
+#include "core/worker.h"
 
 namespace anomalens::bindings {
 namespace {

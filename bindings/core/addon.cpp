@@ -2,7 +2,7 @@
 #include <napi.h>
 
 #include "anomalens/core/threading.h"
-#include "common.h"
+#include "core/worker.h"
 
 namespace anomalens::bindings {
 namespace {

@@ -1,6 +1,6 @@
 // readSafetensors(path) -> Promise<{ tensors: { name: { dtype, shape, data: Float32Array } }, metadata }>
 #include "anomalens/io/safetensors.h"
-#include "common.h"
+#include "core/worker.h"
 
 namespace anomalens::bindings {
 namespace {
