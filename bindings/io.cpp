@@ -1,5 +1,6 @@
 // readSafetensors(path) -> Promise<{ tensors: { name: { dtype, shape, data: Float32Array } }, metadata }>
 #include "anomalens/io/safetensors.h"
+#include "core/module.h"
 #include "core/worker.h"
 
 namespace anomalens::bindings {
@@ -52,10 +53,7 @@ class ReadSafetensorsWorker : public PromiseWorker {
 Napi::Value ReadSafetensors(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "readSafetensors(path): path must be a string");
-  auto* w = new ReadSafetensorsWorker(env, info[0].As<Napi::String>().Utf8Value());
-  Napi::Promise p = w->promise();
-  w->Queue();
-  return p;
+  return (new ReadSafetensorsWorker(env, info[0].As<Napi::String>().Utf8Value()))->start();
 }
 
 void init(Napi::Env env, Napi::Object exports) {

@@ -16,33 +16,22 @@
 #include "anomalens/sampling/coreset.h"
 #include "core/worker.h"
 #include "core/args.h"
+#include "core/module.h"
 
 namespace anomalens::bindings {
 namespace {
 
 static_assert(sizeof(std::atomic<int32_t>) == sizeof(int32_t), "cancel flag is read in place");
 
-CoresetOptions readOptions(Napi::Env env, Napi::Value value) {
-  if (!value.IsObject()) throw Napi::TypeError::New(env, "coreset: options must be an object");
-  Napi::Object o = value.As<Napi::Object>();
-  auto integer = [&](const char* name) -> int64_t {
-    Napi::Value v = o.Get(name);
-    double x = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
-    if (!(x >= 0 && x <= 9007199254740991.0 && static_cast<double>(static_cast<int64_t>(x)) == x))
-      throw Napi::TypeError::New(env, std::string("coreset: options.") + name + " must be a non-negative integer");
-    return static_cast<int64_t>(x);
-  };
-  auto text = [&](const char* name) -> std::string {
-    Napi::Value v = o.Get(name);
-    if (!v.IsString()) throw Napi::TypeError::New(env, std::string("coreset: options.") + name + " must be a string");
-    return v.As<Napi::String>().Utf8Value();
-  };
+CoresetOptions readOptions(Napi::Value value) {
+  ArgReader o(value, "coreset: options.", "coreset: options must be an object");
+  Napi::Env env = o.env();
   CoresetOptions out;
-  out.count = integer("count");
-  out.seed = static_cast<uint64_t>(integer("seed"));
-  out.projectionDim = integer("projectionDim");
-  out.startPoints = integer("startPoints");
-  std::string projection = text("projection"), precision = text("precision");
+  out.count = o.integer("count", "count");
+  out.seed = static_cast<uint64_t>(o.integer("seed", "seed"));
+  out.projectionDim = o.integer("projectionDim", "projectionDim");
+  out.startPoints = o.integer("startPoints", "startPoints");
+  std::string projection = o.string("projection", "projection"), precision = o.string("precision", "precision");
   if (projection != "uniform" && projection != "gaussian")
     throw Napi::RangeError::New(env, "coreset: options.projection must be 'uniform' or 'gaussian'");
   if (precision != "float16" && precision != "float32")
@@ -82,11 +71,10 @@ class CoresetWorker : public PromiseWorker {
 
  protected:
   void compute() override {
-    if (finite_.check(features_, n_ * d_, "features", d_))
+    if (finite().check(features_, {n_, d_}, "features", kRowColumn))
       selected_ = coresetSubsample(features_, n_, d_, options_, indices_.data());
   }
   Napi::Value result(Napi::Env env) override {
-    finite_.throwIfFound(env);
     if (!progressFn_.IsEmpty() && selected_ == options_.count)
       progressFn_.Call({Napi::Number::New(env, static_cast<double>(selected_)),
                         Napi::Number::New(env, static_cast<double>(options_.count))});
@@ -105,7 +93,6 @@ class CoresetWorker : public PromiseWorker {
   CoresetOptions options_;
   std::vector<int32_t> indices_;
   int64_t selected_ = 0;
-  FiniteCheck finite_;
   Napi::FunctionReference progressFn_;
   Napi::ThreadSafeFunction tsfn_;
   std::shared_ptr<std::atomic<bool>> finished_ = std::make_shared<std::atomic<bool>>(false);
@@ -113,10 +100,10 @@ class CoresetWorker : public PromiseWorker {
 
 Napi::Value CoresetSubsample(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  ArgReader args(info, "coresetSubsample");
+  ArgReader args(info, "coresetSubsample: ");
   int64_t n = args.integer(1, "n"), d = args.integer(2, "d");
   const float* features = args.float32(0, "features", n * d);
-  CoresetOptions options = readOptions(env, info[3]);
+  CoresetOptions options = readOptions(info[3]);
   if (options.count < 1 || options.count > n || n < 1)
     throw Napi::RangeError::New(env, "coresetSubsample: count must be in [1, n]");
   auto* w = new CoresetWorker(env, features, n, d, std::move(options));
@@ -126,9 +113,7 @@ Napi::Value CoresetSubsample(const Napi::CallbackInfo& info) {
     w->setCancel(args.int32(5, "cancel", 1));
     w->pin(info[5]);
   }
-  Napi::Promise p = w->promise();
-  w->Queue();
-  return p;
+  return w->start();
 }
 
 class ProjectedWorker : public PromiseWorker {
@@ -138,12 +123,11 @@ class ProjectedWorker : public PromiseWorker {
 
  protected:
   void compute() override {
-    if (!finite_.check(features_, n_ * d_, "features", d_)) return;
+    if (!finite().check(features_, {n_, d_}, "features", kRowColumn)) return;
     out_ = Tensor({n_, coresetWorkingDim(d_, options_)});
     coresetProjectedFeatures(features_, n_, d_, options_, out_.data());
   }
   Napi::Value result(Napi::Env env) override {
-    finite_.throwIfFound(env);
     return toFloat32Array(env, out_);
   }
 
@@ -152,25 +136,22 @@ class ProjectedWorker : public PromiseWorker {
   int64_t n_, d_;
   CoresetOptions options_;
   Tensor out_;
-  FiniteCheck finite_;
 };
 
 Napi::Value CoresetProjectedFeatures(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  ArgReader args(info, "coresetProjectedFeatures");
+  ArgReader args(info, "coresetProjectedFeatures: ");
   int64_t n = args.integer(1, "n"), d = args.integer(2, "d");
   const float* features = args.float32(0, "features", n * d);
-  auto* w = new ProjectedWorker(env, features, n, d, readOptions(env, info[3]));
+  auto* w = new ProjectedWorker(env, features, n, d, readOptions(info[3]));
   w->pin(info[0]);
-  Napi::Promise p = w->promise();
-  w->Queue();
-  return p;
+  return w->start();
 }
 
 Napi::Value CoresetProjectionMatrix(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  int64_t d = ArgReader(info, "coresetProjectionMatrix").integer(0, "d");
-  CoresetOptions options = readOptions(env, info[1]);
+  int64_t d = ArgReader(info, "coresetProjectionMatrix: ").integer(0, "d");
+  CoresetOptions options = readOptions(info[1]);
   return guard(env, [&] {
     Tensor m({d, options.projectionDim});
     coresetProjectionMatrix(d, options, m.data());
@@ -180,8 +161,8 @@ Napi::Value CoresetProjectionMatrix(const Napi::CallbackInfo& info) {
 
 Napi::Value CoresetStartRows(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  int64_t n = ArgReader(info, "coresetStartRows").integer(0, "n");
-  CoresetOptions options = readOptions(env, info[1]);
+  int64_t n = ArgReader(info, "coresetStartRows: ").integer(0, "n");
+  CoresetOptions options = readOptions(info[1]);
   return guard(env, [&] {
     auto out = Napi::Int32Array::New(env, static_cast<size_t>(std::min(n, options.startPoints)));
     coresetStartRows(n, options, out.Data());

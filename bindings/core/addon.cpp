@@ -1,49 +1,38 @@
-// Module entry: registers what every bindings/*.cpp contributed, plus the core accessors.
+// Module entry: creates this environment's instance data, then registers what every
+// bindings/<family>.cpp contributed. Runs once per environment that loads the addon.
 #include <napi.h>
 
-#include "anomalens/core/threading.h"
-#include "core/worker.h"
+#include <utility>
+#include <vector>
+
+#include "core/instance.h"
+#include "core/module.h"
 
 namespace anomalens::bindings {
 namespace {
 
-Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "setNumThreads(n): n must be a number");
-  return guard(env, [&] {
-    setNumThreads(info[0].As<Napi::Number>().Int32Value());
-    return env.Undefined();
-  });
-}
-
-Napi::Value NumThreads(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), numThreads());
-}
-
-// The backends compiled into this binary, and whether each can run here.
-Napi::Value Backends(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  Napi::Array out = Napi::Array::New(env);
-  Napi::Object cpu = Napi::Object::New(env);
-  cpu.Set("name", "cpu");
-  cpu.Set("available", true);
-  out.Set(0u, cpu);
-  return out;
-}
-
-Napi::Object Init(Napi::Env env, Napi::Object exports) {
-  exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads, "setNumThreads"));
-  exports.Set("numThreads", Napi::Function::New(env, NumThreads, "numThreads"));
-  exports.Set("backends", Napi::Function::New(env, Backends, "backends"));
-  initAll(env, exports);
-  return exports;
+std::vector<std::pair<const char*, InitFn>>& registry() {
+  static std::vector<std::pair<const char*, InitFn>> r;
+  return r;
 }
 
 }  // namespace
+
+Registrar::Registrar(const char* name, InitFn fn) { registry().emplace_back(name, fn); }
+
+void initAll(Napi::Env env, Napi::Object exports) {
+  for (auto& [name, fn] : registry()) fn(env, exports);
+}
+
+AddonData& addonData(Napi::Env env) { return *env.GetInstanceData<AddonData>(); }
+
 }  // namespace anomalens::bindings
 
 static Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
-  return anomalens::bindings::Init(env, exports);
+  // Freed by node-addon-api's default finalizer when the environment shuts down.
+  env.SetInstanceData(new anomalens::bindings::AddonData());
+  anomalens::bindings::initAll(env, exports);
+  return exports;
 }
 
 NODE_API_MODULE(anomalens, InitModule)

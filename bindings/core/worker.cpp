@@ -4,19 +4,6 @@
 
 namespace anomalens::bindings {
 
-namespace {
-std::vector<std::pair<const char*, InitFn>>& registry() {
-  static std::vector<std::pair<const char*, InitFn>> r;
-  return r;
-}
-}  // namespace
-
-Registrar::Registrar(const char* name, InitFn fn) { registry().emplace_back(name, fn); }
-
-void initAll(Napi::Env env, Napi::Object exports) {
-  for (auto& [name, fn] : registry()) fn(env, exports);
-}
-
 Napi::Error makeError(Napi::Env env, const std::string& code, const std::string& message) {
   Napi::Error err = Napi::Error::New(env, message);
   err.Set("code", Napi::String::New(env, code));
@@ -26,7 +13,24 @@ Napi::Error makeError(Napi::Env env, const std::string& code, const std::string&
 PromiseWorker::PromiseWorker(Napi::Env env, const char* name)
     : Napi::AsyncWorker(env, name), deferred_(Napi::Promise::Deferred::New(env)) {}
 
-void PromiseWorker::pin(Napi::Value value) { pinned_.push_back(Napi::Persistent(value)); }
+void PromiseWorker::pin(Napi::Value value) {
+  if (value.IsUndefined() || value.IsNull()) return;
+  pinned_.push_back(Napi::Persistent(value));
+}
+
+void PromiseWorker::hold(BusyState* busy, bool exclusive, Napi::Value owner, std::shared_ptr<void> keepAlive) {
+  busy_ = busy;
+  exclusive_ = exclusive;
+  keepAlive_ = std::move(keepAlive);
+  busy_->begin(exclusive_);
+  pin(owner);
+}
+
+Napi::Promise PromiseWorker::start() {
+  Napi::Promise p = deferred_.Promise();
+  Queue();
+  return p;
+}
 
 void PromiseWorker::Execute() {
   try {
@@ -44,11 +48,18 @@ void PromiseWorker::Execute() {
   }
 }
 
+void PromiseWorker::release() {
+  finished();
+  if (busy_) busy_->end(exclusive_);
+  busy_ = nullptr;
+}
+
 void PromiseWorker::OnOK() {
   Napi::Env env = Env();
   Napi::HandleScope scope(env);
-  finished();
+  release();
   try {
+    finite_.throwIfFound(env);
     deferred_.Resolve(result(env));
   } catch (const Napi::Error& e) {
     deferred_.Reject(e.Value());
@@ -61,21 +72,9 @@ void PromiseWorker::OnOK() {
 void PromiseWorker::OnError(const Napi::Error& e) {
   Napi::Env env = Env();
   Napi::HandleScope scope(env);
-  finished();
+  release();
   deferred_.Reject(makeError(env, code_, e.Message()).Value());
   pinned_.clear();
-}
-
-TensorView float32View(Napi::Value value, const std::string& what, Shape shape) {
-  if (!value.IsTypedArray() || value.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
-    throw Napi::TypeError::New(value.Env(), what + " must be a Float32Array");
-  auto arr = value.As<Napi::Float32Array>();
-  int64_t n = numel(shape);
-  if (static_cast<int64_t>(arr.ElementLength()) != n)
-    throw makeError(value.Env(), "ERR_INVALID_ARGUMENT",
-                    what + " has " + std::to_string(arr.ElementLength()) + " elements but shape " +
-                        shapeString(shape) + " needs " + std::to_string(n));
-  return TensorView{arr.Data(), std::move(shape)};
 }
 
 Napi::Float32Array toFloat32Array(Napi::Env env, const Tensor& t) {
@@ -87,25 +86,26 @@ Napi::Float32Array toFloat32Array(Napi::Env env, const Tensor& t) {
   return Napi::Float32Array::New(env, static_cast<size_t>(t.numel()), buf, 0);
 }
 
+Napi::Float64Array toFloat64Array(Napi::Env env, std::vector<double>&& values) {
+  if (values.empty()) return Napi::Float64Array::New(env, 0);
+  auto* keep = new std::vector<double>(std::move(values));
+  Napi::ArrayBuffer buf = Napi::ArrayBuffer::New(
+      env, keep->data(), keep->size() * sizeof(double),
+      [](Napi::Env, void*, std::vector<double>* hint) { delete hint; }, keep);
+  return Napi::Float64Array::New(env, keep->size(), buf, 0);
+}
+
 Napi::Array shapeToJs(Napi::Env env, const Shape& shape) {
   Napi::Array a = Napi::Array::New(env, shape.size());
-  for (size_t i = 0; i < shape.size(); ++i) a.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>(shape[i])));
+  for (size_t i = 0; i < shape.size(); ++i)
+    a.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>(shape[i])));
   return a;
 }
 
-Shape shapeFromJs(Napi::Value value, const std::string& what) {
-  if (!value.IsArray()) throw Napi::TypeError::New(value.Env(), what + " must be an array of integers");
-  auto a = value.As<Napi::Array>();
-  Shape s;
-  for (uint32_t i = 0; i < a.Length(); ++i) {
-    Napi::Value v = a.Get(i);
-    if (!v.IsNumber()) throw Napi::TypeError::New(value.Env(), what + " must be an array of integers");
-    double d = v.As<Napi::Number>().DoubleValue();
-    if (d < 0 || d != static_cast<double>(static_cast<int64_t>(d)))
-      throw Napi::RangeError::New(value.Env(), what + "[" + std::to_string(i) + "] must be a non-negative integer");
-    s.push_back(static_cast<int64_t>(d));
-  }
-  return s;
+Napi::Array stringsToJs(Napi::Env env, const std::vector<std::string>& values) {
+  Napi::Array a = Napi::Array::New(env, values.size());
+  for (size_t i = 0; i < values.size(); ++i) a.Set(static_cast<uint32_t>(i), values[i]);
+  return a;
 }
 
 }  // namespace anomalens::bindings

@@ -1,5 +1,17 @@
-// Shared Node-API glue. Bindings only convert: JS values -> plain C++ structs on the main
-// thread, compute in AsyncWorker::Execute (no Node-API there), results -> JS in OnOK.
+// The one queue/worker helper. Every asynchronous binding is a PromiseWorker:
+//   main thread   the binding reads its arguments (args.h) into plain C++ values, creates the
+//                 worker, pins the JS values whose memory the worker reads or writes, and
+//                 returns worker->start() (the Promise);
+//   worker thread compute(): no Node-API, may throw anomalens::Error, may scan inputs with
+//                 finite().check();
+//   main thread   OnOK: a non-finite input found by finite() rejects with its RangeError,
+//                 otherwise result() builds the resolved value; anomalens::Error becomes a
+//                 rejection with `.code`.
+// A worker may hold() a busy state (busy.h) from queueing to settling.
+//
+//   auto* w = new TaskWorker(env, "padimScore", [=] { ... }, [=](Napi::Env env) { ... });
+//   w->pin(info[0]);
+//   return w->start();
 #pragma once
 #include <napi.h>
 
@@ -8,73 +20,71 @@
 #include <string>
 #include <vector>
 
-#include "anomalens/core/error.h"
 #include "anomalens/core/tensor.h"
+#include "core/busy.h"
+#include "core/errors.h"
+#include "core/finite.h"
 
 namespace anomalens::bindings {
 
-// ---- module registration ---------------------------------------------------------------
-// Each bindings/*.cpp registers its exports with ANOMALENS_REGISTER(name, fn); addon.cpp
-// calls every registered function once at module load. No shared list to edit.
-using InitFn = void (*)(Napi::Env env, Napi::Object exports);
-struct Registrar {
-  Registrar(const char* name, InitFn fn);
-};
-void initAll(Napi::Env env, Napi::Object exports);
-#define ANOMALENS_REGISTER(name, fn) \
-  static ::anomalens::bindings::Registrar anomalens_registrar_##name(#name, fn)
-
-// ---- errors -----------------------------------------------------------------------------
-// A JS Error with `.code` set to one of the stable codes (ERR_INVALID_ARGUMENT, ...).
-Napi::Error makeError(Napi::Env env, const std::string& code, const std::string& message);
-// Runs `fn` and turns anomalens::Error / std::exception into a thrown JS error with a code.
-// For synchronous (O(1)) binding functions.
-template <typename F>
-auto guard(Napi::Env env, F&& fn) -> decltype(fn()) {
-  try {
-    return fn();
-  } catch (const Error& e) {
-    throw makeError(env, e.codeName(), e.what());
-  } catch (const Napi::Error&) {
-    throw;
-  } catch (const std::exception& e) {
-    throw makeError(env, "ERR_INTERNAL", e.what());
-  }
-}
-
-// ---- async work -------------------------------------------------------------------------
-// A Promise-returning AsyncWorker. Subclasses implement compute() (worker thread, no
-// Node-API, may throw anomalens::Error) and result() (main thread). Pinned JS values
-// (input buffers) stay alive until the work is done.
 class PromiseWorker : public Napi::AsyncWorker {
  public:
-  explicit PromiseWorker(Napi::Env env, const char* name);
-  Napi::Promise promise() { return deferred_.Promise(); }
-  // Keeps `value` alive (and its backing store unmoved) until the worker finishes.
+  PromiseWorker(Napi::Env env, const char* name);
+  // Keeps `value` alive (and its backing store unmoved) until the worker settles.
+  // Undefined and null are ignored.
   void pin(Napi::Value value);
+  // Marks `busy` (exclusive or shared) until the worker settles; `owner` is pinned, `keepAlive`
+  // (the native object) held, so that neither goes away while the work runs.
+  void hold(BusyState* busy, bool exclusive, Napi::Value owner, std::shared_ptr<void> keepAlive);
+  // Queues the work and returns its Promise. The worker deletes itself when settled.
+  Napi::Promise start();
+  // The finiteness check of this worker's inputs (worker thread: check(); reported in OnOK).
+  FiniteCheck& finite() { return finite_; }
 
  protected:
   virtual void compute() = 0;
   virtual Napi::Value result(Napi::Env env) = 0;
-  // Called on the main thread when the work finished, successfully or not.
+  // Called on the main thread when the work finished, successfully or not, before settling.
   virtual void finished() {}
 
  private:
   void Execute() final;
   void OnOK() final;
   void OnError(const Napi::Error& e) final;
+  void release();
   Napi::Promise::Deferred deferred_;
   std::vector<Napi::Reference<Napi::Value>> pinned_;
   std::string code_ = "ERR_INTERNAL";
+  FiniteCheck finite_;
+  BusyState* busy_ = nullptr;
+  bool exclusive_ = false;
+  std::shared_ptr<void> keepAlive_;
 };
 
-// ---- typed arrays ------------------------------------------------------------------------
-// The data of a Float32Array (honouring byteOffset) as a view; throws a TypeError naming
-// `what` when the value is not a Float32Array.
-TensorView float32View(Napi::Value value, const std::string& what, Shape shape);
+// A PromiseWorker from two functions: `work` on the worker thread, `done` on the main thread
+// (default: resolve undefined).
+class TaskWorker : public PromiseWorker {
+ public:
+  using Work = std::function<void(FiniteCheck&)>;
+  using Done = std::function<Napi::Value(Napi::Env)>;
+  TaskWorker(Napi::Env env, const char* name, Work work, Done done = nullptr)
+      : PromiseWorker(env, name), work_(std::move(work)), done_(std::move(done)) {}
+
+ protected:
+  void compute() override { work_(finite()); }
+  Napi::Value result(Napi::Env env) override { return done_ ? done_(env) : env.Undefined(); }
+
+ private:
+  Work work_;
+  Done done_;
+};
+
+// ---- results -----------------------------------------------------------------------------
 // A Float32Array over the tensor's own storage (no copy; the storage lives until GC).
 Napi::Float32Array toFloat32Array(Napi::Env env, const Tensor& t);
+// A Float64Array over the vector's heap storage (no copy; freed by the GC).
+Napi::Float64Array toFloat64Array(Napi::Env env, std::vector<double>&& values);
 Napi::Array shapeToJs(Napi::Env env, const Shape& shape);
-Shape shapeFromJs(Napi::Value value, const std::string& what);
+Napi::Array stringsToJs(Napi::Env env, const std::vector<std::string>& values);
 
 }  // namespace anomalens::bindings
