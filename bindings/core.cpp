@@ -31,9 +31,10 @@ Napi::Value Backends(const Napi::CallbackInfo& info) {
 }
 
 void init(Napi::Env env, Napi::Object exports) {
-  exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads, "setNumThreads"));
-  exports.Set("numThreads", Napi::Function::New(env, NumThreads, "numThreads"));
-  exports.Set("backends", Napi::Function::New(env, Backends, "backends"));
+  exportFunctions(env, exports, {
+    {"setNumThreads", SetNumThreads},
+    {"numThreads", NumThreads},
+    {"backends", Backends}});
 }
 
 }  // namespace

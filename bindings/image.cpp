@@ -91,9 +91,10 @@ Napi::Value PreprocessBatch(const Napi::CallbackInfo& info) {
 }
 
 void init(Napi::Env env, Napi::Object exports) {
-  exports.Set("resizeBilinear", Napi::Function::New(env, ResizeBilinear, "resizeBilinear"));
-  exports.Set("toRgb", Napi::Function::New(env, ToRgb, "toRgb"));
-  exports.Set("preprocessBatch", Napi::Function::New(env, PreprocessBatch, "preprocessBatch"));
+  exportFunctions(env, exports, {
+    {"resizeBilinear", ResizeBilinear},
+    {"toRgb", ToRgb},
+    {"preprocessBatch", PreprocessBatch}});
 }
 
 }  // namespace

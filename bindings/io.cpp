@@ -57,7 +57,8 @@ Napi::Value ReadSafetensors(const Napi::CallbackInfo& info) {
 }
 
 void init(Napi::Env env, Napi::Object exports) {
-  exports.Set("readSafetensors", Napi::Function::New(env, ReadSafetensors, "readSafetensors"));
+  exportFunctions(env, exports, {
+    {"readSafetensors", ReadSafetensors}});
 }
 
 }  // namespace

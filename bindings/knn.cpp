@@ -221,8 +221,9 @@ class FaissIndexWrap : public NativeObjectWrap<FaissIndexWrap, FaissIndex> {
 };
 
 void init(Napi::Env env, Napi::Object exports) {
-  exports.Set("knnEngineInfo", Napi::Function::New(env, KnnEngineInfo, "knnEngineInfo"));
-  exports.Set("knnSearch", Napi::Function::New(env, KnnSearch, "knnSearch"));
+  exportFunctions(env, exports, {
+    {"knnEngineInfo", KnnEngineInfo},
+    {"knnSearch", KnnSearch}});
   Napi::Function bank = MemoryBankWrap::define(env), faiss = FaissIndexWrap::define(env);
   addonData(env).memoryBank = Napi::Persistent(bank);
   addonData(env).faissIndex = Napi::Persistent(faiss);

@@ -145,10 +145,11 @@ Napi::Value L2Distance(const Napi::CallbackInfo& info) {
 }
 
 void init(Napi::Env env, Napi::Object exports) {
-  exports.Set("mapsResizeBilinear", Napi::Function::New(env, ResizeBilinear, "mapsResizeBilinear"));
-  exports.Set("mapsGaussianBlur", Napi::Function::New(env, GaussianBlur, "mapsGaussianBlur"));
-  exports.Set("mapsCosineDistance", Napi::Function::New(env, CosineDistance, "mapsCosineDistance"));
-  exports.Set("mapsL2Distance", Napi::Function::New(env, L2Distance, "mapsL2Distance"));
+  exportFunctions(env, exports, {
+    {"mapsResizeBilinear", ResizeBilinear},
+    {"mapsGaussianBlur", GaussianBlur},
+    {"mapsCosineDistance", CosineDistance},
+    {"mapsL2Distance", L2Distance}});
 }
 
 }  // namespace

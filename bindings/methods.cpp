@@ -127,10 +127,11 @@ Napi::Value PadimScore(const Napi::CallbackInfo& info) {
 }
 
 void init(Napi::Env env, Napi::Object exports) {
-  exports.Set("patchcoreEmbed", Napi::Function::New(env, PatchcoreEmbed, "patchcoreEmbed"));
-  exports.Set("padimEmbed", Napi::Function::New(env, PadimEmbed, "padimEmbed"));
-  exports.Set("padimFit", Napi::Function::New(env, PadimFit, "padimFit"));
-  exports.Set("padimScore", Napi::Function::New(env, PadimScore, "padimScore"));
+  exportFunctions(env, exports, {
+    {"patchcoreEmbed", PatchcoreEmbed},
+    {"padimEmbed", PadimEmbed},
+    {"padimFit", PadimFit},
+    {"padimScore", PadimScore}});
 }
 
 }  // namespace

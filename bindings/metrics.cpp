@@ -158,8 +158,9 @@ Napi::Value Metrics(const Napi::CallbackInfo& info) { return start<MetricsWorker
 Napi::Value MetricsCurve(const Napi::CallbackInfo& info) { return start<CurveWorker>(info, "metricsCurve"); }
 
 void init(Napi::Env env, Napi::Object exports) {
-  exports.Set("metrics", Napi::Function::New(env, Metrics, "metrics"));
-  exports.Set("metricsCurve", Napi::Function::New(env, MetricsCurve, "metricsCurve"));
+  exportFunctions(env, exports, {
+    {"metrics", Metrics},
+    {"metricsCurve", MetricsCurve}});
 }
 
 }  // namespace

@@ -137,7 +137,8 @@ void init(Napi::Env env, Napi::Object exports) {
   Napi::Function cls = BackboneWrap::define(env);
   addonData(env).backbone = Napi::Persistent(cls);
   exports.Set("NativeBackbone", cls);
-  exports.Set("loadBackbone", Napi::Function::New(env, LoadBackbone, "loadBackbone"));
+  exportFunctions(env, exports, {
+    {"loadBackbone", LoadBackbone}});
 }
 
 }  // namespace

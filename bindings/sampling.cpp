@@ -171,10 +171,11 @@ Napi::Value CoresetStartRows(const Napi::CallbackInfo& info) {
 }
 
 void init(Napi::Env env, Napi::Object exports) {
-  exports.Set("coresetStartRows", Napi::Function::New(env, CoresetStartRows, "coresetStartRows"));
-  exports.Set("coresetSubsample", Napi::Function::New(env, CoresetSubsample, "coresetSubsample"));
-  exports.Set("coresetProjectedFeatures", Napi::Function::New(env, CoresetProjectedFeatures, "coresetProjectedFeatures"));
-  exports.Set("coresetProjectionMatrix", Napi::Function::New(env, CoresetProjectionMatrix, "coresetProjectionMatrix"));
+  exportFunctions(env, exports, {
+    {"coresetStartRows", CoresetStartRows},
+    {"coresetSubsample", CoresetSubsample},
+    {"coresetProjectedFeatures", CoresetProjectedFeatures},
+    {"coresetProjectionMatrix", CoresetProjectionMatrix}});
 }
 
 }  // namespace

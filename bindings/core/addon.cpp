@@ -24,6 +24,10 @@ void initAll(Napi::Env env, Napi::Object exports) {
   for (auto& [name, fn] : registry()) fn(env, exports);
 }
 
+void exportFunctions(Napi::Env env, Napi::Object exports, std::initializer_list<std::pair<const char*, Callback>> fns) {
+  for (const auto& [name, fn] : fns) exports.Set(name, Napi::Function::New(env, fn, name));
+}
+
 AddonData& addonData(Napi::Env env) { return *env.GetInstanceData<AddonData>(); }
 
 }  // namespace anomalens::bindings

@@ -7,6 +7,9 @@
 #pragma once
 #include <napi.h>
 
+#include <initializer_list>
+#include <utility>
+
 namespace anomalens::bindings {
 
 using InitFn = void (*)(Napi::Env env, Napi::Object exports);
@@ -14,6 +17,10 @@ struct Registrar {
   Registrar(const char* name, InitFn fn);
 };
 void initAll(Napi::Env env, Napi::Object exports);
+
+// exports[name] = a JS function named `name` calling `fn`, for each pair.
+using Callback = Napi::Value (*)(const Napi::CallbackInfo&);
+void exportFunctions(Napi::Env env, Napi::Object exports, std::initializer_list<std::pair<const char*, Callback>> fns);
 #define ANOMALENS_REGISTER(name, fn) \
   static ::anomalens::bindings::Registrar anomalens_registrar_##name(#name, fn)
 

@@ -156,7 +156,8 @@ int producerOf(const ResnetGraph& graph, int value) {
   return -1;
 }
 
-ResnetGraph fuseResidualAdds(ResnetGraph g) {
+ResnetGraph mergeIntoPrecedingConv(ResnetGraph g, OpKind kind,
+                                   const std::function<void(ResnetGraph&, Op& conv, const Op& op)>& merge) {
   std::vector<int> readers(g.values, 0);
   for (const Op& op : g.ops) {
     ++readers[op.input];
@@ -165,13 +166,11 @@ ResnetGraph fuseResidualAdds(ResnetGraph g) {
   for (const GraphTap& t : g.taps) ++readers[t.value];
   std::vector<Op> out;
   for (const Op& op : g.ops) {
-    if (op.kind == OpKind::Add && !out.empty()) {
+    if (op.kind == kind && !out.empty()) {
       Op& prev = out.back();
-      // Only the immediately preceding conv: the shortcut is then written before it.
       if (prev.kind == OpKind::Conv2d && prev.output == op.input && prev.input2 < 0 && !prev.relu &&
           readers[op.input] == 1) {
-        prev.input2 = op.input2;
-        prev.relu = op.relu;
+        merge(g, prev, op);
         prev.output = op.output;
         continue;
       }
@@ -180,6 +179,15 @@ ResnetGraph fuseResidualAdds(ResnetGraph g) {
   }
   g.ops = std::move(out);
   return g;
+}
+
+ResnetGraph fuseResidualAdds(ResnetGraph g) {
+  // Only the immediately preceding conv: the shortcut is then written before it, so a plan
+  // may sum in place into the shortcut's buffer.
+  return mergeIntoPrecedingConv(std::move(g), OpKind::Add, [](ResnetGraph&, Op& conv, const Op& add) {
+    conv.input2 = add.input2;
+    conv.relu = add.relu;
+  });
 }
 
 std::vector<Shape> valueShapes(const ResnetGraph& g, const Shape& input) {

@@ -164,29 +164,10 @@ Conv2dParams foldBatchNorm(const Conv2dParams& conv, const BatchNormParams& bn) 
 }
 
 ResnetGraph foldBatchNorms(const ResnetGraph& graph) {
-  ResnetGraph g = graph;
-  std::vector<int> readers(g.values, 0);
-  for (const Op& op : g.ops) {
-    ++readers[op.input];
-    if (op.input2 >= 0) ++readers[op.input2];
-  }
-  for (const GraphTap& t : g.taps) ++readers[t.value];
-  std::vector<Op> out;
-  for (const Op& op : g.ops) {
-    if (op.kind == OpKind::BatchNorm && !out.empty()) {
-      Op& prev = out.back();
-      if (prev.kind == OpKind::Conv2d && prev.output == op.input && prev.input2 < 0 && !prev.relu &&
-          readers[op.input] == 1) {
-        g.convs[prev.param] = foldBatchNorm(g.convs[prev.param], g.bns[op.param]);
-        prev.output = op.output;
-        prev.relu = op.relu;
-        continue;
-      }
-    }
-    out.push_back(op);
-  }
-  g.ops = std::move(out);
-  return g;
+  return mergeIntoPrecedingConv(graph, OpKind::BatchNorm, [](ResnetGraph& g, Op& conv, const Op& bn) {
+    g.convs[conv.param] = foldBatchNorm(g.convs[conv.param], g.bns[bn.param]);
+    conv.relu = bn.relu;
+  });
 }
 
 }  // namespace anomalens::nn

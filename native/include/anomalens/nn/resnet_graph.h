@@ -32,6 +32,7 @@
 //   Conv2d "layer1.0.conv2" 5 (+ input2 3) -> 8 relu: value 8 = relu(conv(5) + bias + value 3).
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -113,5 +114,12 @@ std::vector<Shape> valueShapes(const ResnetGraph& graph, const Shape& input);
 
 // The index of the op that writes `value` (-1 for the input).
 int producerOf(const ResnetGraph& graph, int value);
+
+// The rewrite both foldBatchNorms and fuseResidualAdds are: every op of `kind` whose input is
+// written by the op just before it, a Conv2d without ReLU or residual whose output nothing else
+// reads, is merged into that convolution by `merge(conv, op)` and removed; the convolution
+// then writes the op's output value.
+ResnetGraph mergeIntoPrecedingConv(ResnetGraph graph, OpKind kind,
+                                   const std::function<void(ResnetGraph&, Op& conv, const Op& op)>& merge);
 
 }  // namespace anomalens::nn
