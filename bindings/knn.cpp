@@ -66,17 +66,12 @@ Napi::Value KnnEngineInfo(const Napi::CallbackInfo& info) {
 class MemoryBankWrap : public NativeObjectWrap<MemoryBankWrap, MemoryBank> {
  public:
   static Napi::Function define(Napi::Env env) {
-    return DefineClass(env, "MemoryBank",
+    return defineClass(env, "MemoryBank",
                        {InstanceMethod("add", &MemoryBankWrap::Add),
-                        InstanceMethod("search", &MemoryBankWrap::Search),
-                        InstanceMethod("save", &MemoryBankWrap::Save),
-                        InstanceMethod("dispose", &MemoryBankWrap::Dispose),
                         InstanceAccessor("size", &MemoryBankWrap::Size, nullptr),
                         InstanceAccessor("dim", &MemoryBankWrap::Dim, nullptr),
                         InstanceAccessor("metric", &MemoryBankWrap::MetricName, nullptr),
-                        InstanceAccessor("disposed", &MemoryBankWrap::Disposed, nullptr),
-                        InstanceAccessor("screening", &MemoryBankWrap::Screening, nullptr),
-                        StaticMethod("load", &MemoryBankWrap::Load)});
+                        InstanceAccessor("screening", &MemoryBankWrap::Screening, nullptr)});
   }
 
   // new MemoryBank(dim, metric, screening) or, from load(), new MemoryBank(External, screening).
@@ -96,6 +91,7 @@ class MemoryBankWrap : public NativeObjectWrap<MemoryBankWrap, MemoryBank> {
   }
 
  private:
+  friend class NativeObjectWrap<MemoryBankWrap, MemoryBank>;
   Napi::Value Add(const Napi::CallbackInfo& info) {
     return write(info, "add", "rows", [](MemoryBank& b, const float* x, int64_t n) { b.add(x, n); });
   }
@@ -140,12 +136,9 @@ class MemoryBankWrap : public NativeObjectWrap<MemoryBankWrap, MemoryBank> {
 class FaissIndexWrap : public NativeObjectWrap<FaissIndexWrap, FaissIndex> {
  public:
   static Napi::Function define(Napi::Env env) {
-    return DefineClass(env, "FaissIndex",
+    return defineClass(env, "FaissIndex",
                        {InstanceMethod("train", &FaissIndexWrap::Train),
                         InstanceMethod("add", &FaissIndexWrap::Add),
-                        InstanceMethod("search", &FaissIndexWrap::Search),
-                        InstanceMethod("save", &FaissIndexWrap::Save),
-                        InstanceMethod("dispose", &FaissIndexWrap::Dispose),
                         InstanceMethod("setNprobe", &FaissIndexWrap::SetNprobe),
                         InstanceMethod("setEfSearch", &FaissIndexWrap::SetEfSearch),
                         InstanceAccessor("nprobe", &FaissIndexWrap::Nprobe, nullptr),
@@ -154,9 +147,7 @@ class FaissIndexWrap : public NativeObjectWrap<FaissIndexWrap, FaissIndex> {
                         InstanceAccessor("dim", &FaissIndexWrap::Dim, nullptr),
                         InstanceAccessor("isTrained", &FaissIndexWrap::IsTrained, nullptr),
                         InstanceAccessor("factory", &FaissIndexWrap::Factory, nullptr),
-                        InstanceAccessor("metric", &FaissIndexWrap::MetricName, nullptr),
-                        InstanceAccessor("disposed", &FaissIndexWrap::Disposed, nullptr),
-                        StaticMethod("load", &FaissIndexWrap::Load)});
+                        InstanceAccessor("metric", &FaissIndexWrap::MetricName, nullptr)});
   }
 
   // new FaissIndex(d, factory, metric) or, from load(), new FaissIndex(External).
@@ -171,6 +162,7 @@ class FaissIndexWrap : public NativeObjectWrap<FaissIndexWrap, FaissIndex> {
   }
 
  private:
+  friend class NativeObjectWrap<FaissIndexWrap, FaissIndex>;
   Napi::Value Train(const Napi::CallbackInfo& info) {
     return write(info, "train", "x", [](FaissIndex& f, const float* x, int64_t n) { f.train(x, n); });
   }

@@ -15,6 +15,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "core/args.h"
 #include "core/busy.h"
@@ -45,6 +46,20 @@ class NativeObjectWrap : public Napi::ObjectWrap<Derived> {
   Napi::Value Disposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !object_); }
 
  protected:
+  // The members every such class has: Derived defines Search and Load (public).
+  static std::vector<typename Napi::ObjectWrap<Derived>::PropertyDescriptor> sharedMembers() {
+    using W = Napi::ObjectWrap<Derived>;
+    return {W::InstanceMethod("search", &Derived::Search), W::InstanceMethod("save", &Derived::Save),
+            W::InstanceMethod("dispose", &Derived::Dispose), W::InstanceAccessor("disposed", &Derived::Disposed, nullptr),
+            W::StaticMethod("load", &Derived::Load)};
+  }
+  static Napi::Function defineClass(Napi::Env env, const char* name,
+                                    std::vector<typename Napi::ObjectWrap<Derived>::PropertyDescriptor> own) {
+    auto members = sharedMembers();
+    members.insert(members.end(), own.begin(), own.end());
+    return Napi::ObjectWrap<Derived>::DefineClass(env, name, members);
+  }
+
   // The object of a load(): `new Class(External<shared_ptr<T>>, ...)`. False for a `new Class(args)`.
   bool adopt(const Napi::CallbackInfo& info) {
     if (info.Length() < 1 || !info[0].IsExternal()) return false;
