@@ -1,4 +1,7 @@
-// ResNet feature extraction on the CPU through oneDNN.
+// ResNet feature extraction on the CPU through oneDNN: the facade over three parts,
+//   weights.h       which tensors a file must hold, batch-norm folding;
+//   resnet_graph.h  the ResNet as a device-neutral list of ops with their parameters;
+//   onednn_plan.h   the oneDNN inference plan that runs a graph.
 //
 // Inference only: batch-norm folded into the convolutions, ReLU and residual additions fused
 // as post-ops, oneDNN's blocked layout kept from layer to layer; activations are reordered to
