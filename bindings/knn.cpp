@@ -1,53 +1,43 @@
-// Exact kNN: knnSearch(...) and the MemoryBank class. Conversion only; lib/knn.ts validates
-// and allocates outputs, the core (anomalens/knn.h, knn_bank.h) computes.
+// kNN family: exact knnSearch, the MemoryBank class and the FaissIndex class (faiss indexes by
+// factory string). Conversion only; lib/knn.ts and lib/knn-faiss.ts validate and allocate the
+// outputs, the core (anomalens/knn/knn.h, knn/bank.h, knn/faiss.h) computes.
 //
 //   knnSearch(database, n, queries, m, d, k, metric, distances, indices, screening) -> Promise<void>
+//   knnEngineInfo() -> { scanKernel, bf16Screening }
 //   new MemoryBank(dim, metric, screening); bank.add(rows, n); bank.search(queries, m, k, distances, indices)
 //   bank.save(path); MemoryBank.load(path, screening) -> Promise<MemoryBank>; bank.dispose()
-//   bank.size / bank.dim / bank.metric / bank.screening; knnEngineInfo() -> { scanKernel, bf16Screening }
-// screening: 'auto' | 'off' | 'bf16' (see KnnScreening in anomalens/knn.h).
-// Finiteness of inputs is checked here, in the worker, because it is O(n): a NaN rejects
-// with a RangeError naming the element (lib/ cannot do it without blocking the event loop).
+//   bank.size / bank.dim / bank.metric / bank.screening / bank.disposed
+//   new FaissIndex(d, factory, metric); index.train(x, n); index.add(x, n);
+//   index.search(queries, m, k, distances, indices); index.save(path); FaissIndex.load(path)
+//   index.nprobe / index.efSearch (get; setNprobe / setEfSearch), index.size, index.dim,
+//   index.isTrained, index.factory, index.metric, index.disposed, index.dispose()
+// screening: 'auto' | 'off' | 'bf16' (see KnnScreening in anomalens/knn/knn.h).
+// Finiteness of inputs is checked on the worker (core/finite.h).
 #include <memory>
 
-#include "anomalens/knn.h"
-#include "anomalens/knn_bank.h"
-#include "common.h"
-#include "knn_common.h"
+#include "anomalens/knn/bank.h"
+#include "anomalens/knn/faiss.h"
+#include "anomalens/knn/knn.h"
+#include "core/args.h"
+#include "core/instance.h"
+#include "core/module.h"
+#include "core/native_object.h"
+#include "core/worker.h"
 
 namespace anomalens::bindings {
 namespace {
 
-class KnnSearchWorker : public PromiseWorker {
- public:
-  KnnSearchWorker(Napi::Env env, const float* database, int64_t n, const float* queries, int64_t m, int64_t d,
-                  KnnOptions options, float* distances, int32_t* indices)
-      : PromiseWorker(env, "knnSearch"), database_(database), queries_(queries), n_(n), m_(m), d_(d),
-        options_(options), distances_(distances), indices_(indices) {}
-
- protected:
-  void compute() override {
-    if (finite_.check(database_, n_ * d_, "database", d_) && finite_.check(queries_, m_ * d_, "queries", d_))
-      knnSearch(database_, n_, queries_, m_, d_, options_, distances_, indices_);
-  }
-  Napi::Value result(Napi::Env env) override {
-    finite_.throwIfFound(env);
-    return env.Undefined();
-  }
-
- private:
-  const float* database_;
-  const float* queries_;
-  int64_t n_, m_, d_;
-  KnnOptions options_;
-  float* distances_;
-  int32_t* indices_;
-  FiniteCheck finite_;
-};
+// 'auto' | 'off' | 'bf16' (lib/ has validated it).
+KnnScreening parseScreening(Napi::Env env, const std::string& s) {
+  if (s == "auto") return KnnScreening::Auto;
+  if (s == "off") return KnnScreening::Off;
+  if (s == "bf16") return KnnScreening::Force;
+  throw Napi::RangeError::New(env, "screening must be 'auto', 'off' or 'bf16', received '" + s + "'");
+}
 
 Napi::Value KnnSearch(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  ArgReader args(info, "knnSearch");
+  ArgReader args(info, "knnSearch: ");
   int64_t n = args.integer(1, "n"), m = args.integer(3, "m"), d = args.integer(4, "d"), k = args.integer(5, "k");
   const float* database = args.float32(0, "database", n * d);
   const float* queries = args.float32(2, "queries", m * d);
@@ -55,169 +45,12 @@ Napi::Value KnnSearch(const Napi::CallbackInfo& info) {
   float* distances = args.float32(7, "distances", m * k);
   int32_t* indices = args.int32(8, "indices", m * k);
   KnnOptions options{metric, k, nullptr, parseScreening(env, args.string(9, "screening"))};
-  auto* w = new KnnSearchWorker(env, database, n, queries, m, d, options, distances, indices);
+  auto* w = new TaskWorker(env, "knnSearch", [=](FiniteCheck& finite) {
+    if (finite.check(database, {n, d}, "database", kRowColumn) && finite.check(queries, {m, d}, "queries", kRowColumn))
+      knnSearch(database, n, queries, m, d, options, distances, indices);
+  });
   for (int i : {0, 2, 7, 8}) w->pin(info[i]);
-  Napi::Promise p = w->promise();
-  w->Queue();
-  return p;
-}
-
-// ---- MemoryBank ----------------------------------------------------------------------------
-
-class MemoryBankWrap : public Napi::ObjectWrap<MemoryBankWrap> {
- public:
-  static Napi::Function define(Napi::Env env) {
-    return DefineClass(env, "MemoryBank",
-                       {InstanceMethod<&MemoryBankWrap::Add>("add"),
-                        InstanceMethod<&MemoryBankWrap::Search>("search"),
-                        InstanceMethod<&MemoryBankWrap::Save>("save"),
-                        InstanceMethod<&MemoryBankWrap::Dispose>("dispose"),
-                        InstanceAccessor<&MemoryBankWrap::Size>("size"),
-                        InstanceAccessor<&MemoryBankWrap::Dim>("dim"),
-                        InstanceAccessor<&MemoryBankWrap::MetricName>("metric"),
-                        InstanceAccessor<&MemoryBankWrap::Disposed>("disposed"),
-                        InstanceAccessor<&MemoryBankWrap::Screening>("screening"),
-                        StaticMethod<&MemoryBankWrap::Load>("load")});
-  }
-
-  // new MemoryBank(dim, metric, screening) or, from load(), new MemoryBank(External<Loaded>).
-  struct Loaded {
-    std::shared_ptr<MemoryBank> bank;
-    KnnScreening screening;
-  };
-  explicit MemoryBankWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<MemoryBankWrap>(info) {
-    Napi::Env env = info.Env();
-    if (info.Length() == 1 && info[0].IsExternal()) {
-      const Loaded& loaded = *info[0].As<Napi::External<Loaded>>().Data();
-      bank_ = loaded.bank;
-      screening_ = loaded.screening;
-      return;
-    }
-    ArgReader args(info, "MemoryBank");
-    int64_t dim = args.integer(0, "dim");
-    std::string metric = args.string(1, "metric");
-    screening_ = parseScreening(env, args.string(2, "screening"));
-    bank_ = guard(env, [&] {
-      return std::make_shared<MemoryBank>(dim, parseMetric(metric), screening_ != KnnScreening::Off);
-    });
-  }
-
- private:
-  // The bank, once `op` may start (readers overlap; `exclusive` ops need the bank alone).
-  MemoryBank& use(Napi::Env env, const char* op, bool exclusive) {
-    busy_.check(env, std::string("MemoryBank.") + op, !bank_, exclusive);
-    return *bank_;
-  }
-  GuardedWorker* worker(Napi::Env env, const char* name, bool exclusive) {
-    return new GuardedWorker(env, name, Value(), &busy_, exclusive, bank_);
-  }
-
-  Napi::Value Add(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    MemoryBank& bank = use(env, "add", true);
-    ArgReader args(info, "MemoryBank.add");
-    int64_t n = args.integer(1, "n");
-    const float* rows = args.float32(0, "rows", n * bank.dim());
-    GuardedWorker* w = worker(env, "MemoryBank.add", true);
-    w->pin(info[0]);
-    w->work = [&bank, rows, n, finite = &w->finite] {
-      if (finite->check(rows, n * bank.dim(), "rows", bank.dim())) bank.add(rows, n);
-    };
-    Napi::Promise p = w->promise();
-    w->Queue();
-    return p;
-  }
-
-  Napi::Value Search(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    MemoryBank& bank = use(env, "search", false);
-    ArgReader args(info, "MemoryBank.search");
-    int64_t m = args.integer(1, "m"), k = args.integer(2, "k");
-    const float* queries = args.float32(0, "queries", m * bank.dim());
-    float* distances = args.float32(3, "distances", m * k);
-    int32_t* indices = args.int32(4, "indices", m * k);
-    GuardedWorker* w = worker(env, "MemoryBank.search", false);
-    for (int i : {0, 3, 4}) w->pin(info[i]);
-    w->work = [&bank, queries, m, k, distances, indices, screening = screening_, finite = &w->finite] {
-      if (finite->check(queries, m * bank.dim(), "queries", bank.dim()))
-        bank.search(queries, m, k, distances, indices, screening);
-    };
-    Napi::Promise p = w->promise();
-    w->Queue();
-    return p;
-  }
-
-  Napi::Value Save(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    MemoryBank& bank = use(env, "save", false);
-    std::string path = ArgReader(info, "MemoryBank.save").string(0, "path");
-    GuardedWorker* w = worker(env, "MemoryBank.save", false);
-    w->work = [&bank, path] { bank.save(path); };
-    Napi::Promise p = w->promise();
-    w->Queue();
-    return p;
-  }
-
-  static Napi::Value Load(const Napi::CallbackInfo& info);
-
-  Napi::Value Dispose(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    if (bank_) busy_.check(env, "MemoryBank.dispose", false, true);
-    bank_.reset();
-    return env.Undefined();
-  }
-  Napi::Value Size(const Napi::CallbackInfo& info) {
-    return Napi::Number::New(info.Env(), bank_ ? static_cast<double>(bank_->size()) : 0);
-  }
-  Napi::Value Dim(const Napi::CallbackInfo& info) {
-    return Napi::Number::New(info.Env(), bank_ ? static_cast<double>(bank_->dim()) : 0);
-  }
-  Napi::Value MetricName(const Napi::CallbackInfo& info) {
-    return bank_ ? Napi::Value(Napi::String::New(info.Env(), metricName(bank_->metric()))) : info.Env().Null();
-  }
-  Napi::Value Disposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !bank_); }
-  // 'bf16' when searches are screened ('auto' mode on a capable CPU, or forced), else 'off'.
-  Napi::Value Screening(const Napi::CallbackInfo& info) {
-    return Napi::String::New(info.Env(), bank_ && bank_->screened() ? (screening_ == KnnScreening::Force ? "bf16" : "auto") : "off");
-  }
-
-  std::shared_ptr<MemoryBank> bank_;
-  KnnScreening screening_ = KnnScreening::Auto;
-  BusyState busy_;
-};
-
-class BankLoadWorker : public PromiseWorker {
- public:
-  BankLoadWorker(Napi::Env env, Napi::Function ctor, std::string path, KnnScreening screening)
-      : PromiseWorker(env, "MemoryBank.load"), ctor_(Napi::Persistent(ctor)), path_(std::move(path)) {
-    loaded_.screening = screening;
-  }
-
- protected:
-  void compute() override {
-    loaded_.bank = std::make_shared<MemoryBank>(MemoryBank::load(path_, loaded_.screening != KnnScreening::Off));
-  }
-  Napi::Value result(Napi::Env env) override {
-    return ctor_.New({Napi::External<MemoryBankWrap::Loaded>::New(env, &loaded_)});
-  }
-
- private:
-  Napi::FunctionReference ctor_;
-  std::string path_;
-  MemoryBankWrap::Loaded loaded_;
-};
-
-Napi::Value MemoryBankWrap::Load(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  ArgReader args(info, "MemoryBank.load");
-  std::string path = args.string(0, "path");
-  KnnScreening screening = parseScreening(env, args.string(1, "screening"));
-  if (!info.This().IsFunction())
-    throw Napi::TypeError::New(env, "MemoryBank.load must be called as MemoryBank.load(path)");
-  auto* w = new BankLoadWorker(env, info.This().As<Napi::Function>(), path, screening);
-  Napi::Promise p = w->promise();
-  w->Queue();
-  return p;
+  return w->start();
 }
 
 Napi::Value KnnEngineInfo(const Napi::CallbackInfo& info) {
@@ -228,10 +61,166 @@ Napi::Value KnnEngineInfo(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// ---- MemoryBank ----------------------------------------------------------------------------
+
+class MemoryBankWrap : public NativeObjectWrap<MemoryBankWrap, MemoryBank> {
+ public:
+  static Napi::Function define(Napi::Env env) {
+    return defineClass(env, "MemoryBank",
+                       {InstanceMethod("add", &MemoryBankWrap::Add),
+                        InstanceAccessor("size", &MemoryBankWrap::Size, nullptr),
+                        InstanceAccessor("dim", &MemoryBankWrap::Dim, nullptr),
+                        InstanceAccessor("metric", &MemoryBankWrap::MetricName, nullptr),
+                        InstanceAccessor("screening", &MemoryBankWrap::Screening, nullptr)});
+  }
+
+  // new MemoryBank(dim, metric, screening) or, from load(), new MemoryBank(External, screening).
+  explicit MemoryBankWrap(const Napi::CallbackInfo& info) : NativeObjectWrap(info, "MemoryBank") {
+    Napi::Env env = info.Env();
+    if (adopt(info)) {
+      screening_ = parseScreening(env, info[1].As<Napi::String>().Utf8Value());
+      return;
+    }
+    ArgReader args(info, "MemoryBank: ");
+    int64_t dim = args.integer(0, "dim");
+    std::string metric = args.string(1, "metric");
+    screening_ = parseScreening(env, args.string(2, "screening"));
+    object_ = guard(env, [&] {
+      return std::make_shared<MemoryBank>(dim, parseMetric(metric), screening_ != KnnScreening::Off);
+    });
+  }
+
+ private:
+  friend class NativeObjectWrap<MemoryBankWrap, MemoryBank>;
+  Napi::Value Add(const Napi::CallbackInfo& info) {
+    return write(info, "add", "rows", [](MemoryBank& b, const float* x, int64_t n) { b.add(x, n); });
+  }
+  Napi::Value Search(const Napi::CallbackInfo& info) {
+    return search(info, [s = screening_](const MemoryBank& b, const float* q, int64_t m, int64_t k, float* d, int32_t* i) {
+      b.search(q, m, k, d, i, s);
+    });
+  }
+  static Napi::Value Load(const Napi::CallbackInfo& info) {
+    ArgReader args(info, "MemoryBank.load: ");
+    std::string path = args.string(0, "path");
+    std::string screeningName = args.string(1, "screening");
+    KnnScreening screening = parseScreening(info.Env(), screeningName);
+    return loadWith(info, "MemoryBank", addonData(info.Env()).memoryBank,
+                    [path, screening] {
+                      return std::make_shared<MemoryBank>(MemoryBank::load(path, screening != KnnScreening::Off));
+                    },
+                    screeningName);
+  }
+
+  Napi::Value Size(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), object_ ? static_cast<double>(object_->size()) : 0);
+  }
+  Napi::Value Dim(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), object_ ? static_cast<double>(object_->dim()) : 0);
+  }
+  Napi::Value MetricName(const Napi::CallbackInfo& info) {
+    return object_ ? Napi::Value(Napi::String::New(info.Env(), metricName(object_->metric()))) : info.Env().Null();
+  }
+  // 'bf16' when searches are screened ('auto' mode on a capable CPU, or forced), else 'off'.
+  Napi::Value Screening(const Napi::CallbackInfo& info) {
+    return Napi::String::New(info.Env(), object_ && object_->screened()
+                                             ? (screening_ == KnnScreening::Force ? "bf16" : "auto")
+                                             : "off");
+  }
+
+  KnnScreening screening_ = KnnScreening::Auto;
+};
+
+// ---- FaissIndex ----------------------------------------------------------------------------
+
+class FaissIndexWrap : public NativeObjectWrap<FaissIndexWrap, FaissIndex> {
+ public:
+  static Napi::Function define(Napi::Env env) {
+    return defineClass(env, "FaissIndex",
+                       {InstanceMethod("train", &FaissIndexWrap::Train),
+                        InstanceMethod("add", &FaissIndexWrap::Add),
+                        InstanceMethod("setNprobe", &FaissIndexWrap::SetNprobe),
+                        InstanceMethod("setEfSearch", &FaissIndexWrap::SetEfSearch),
+                        InstanceAccessor("nprobe", &FaissIndexWrap::Nprobe, nullptr),
+                        InstanceAccessor("efSearch", &FaissIndexWrap::EfSearch, nullptr),
+                        InstanceAccessor("size", &FaissIndexWrap::Size, nullptr),
+                        InstanceAccessor("dim", &FaissIndexWrap::Dim, nullptr),
+                        InstanceAccessor("isTrained", &FaissIndexWrap::IsTrained, nullptr),
+                        InstanceAccessor("factory", &FaissIndexWrap::Factory, nullptr),
+                        InstanceAccessor("metric", &FaissIndexWrap::MetricName, nullptr)});
+  }
+
+  // new FaissIndex(d, factory, metric) or, from load(), new FaissIndex(External).
+  explicit FaissIndexWrap(const Napi::CallbackInfo& info) : NativeObjectWrap(info, "FaissIndex") {
+    if (adopt(info)) return;
+    Napi::Env env = info.Env();
+    ArgReader args(info, "FaissIndex: ");
+    int64_t d = args.integer(0, "d");
+    std::string factory = args.string(1, "factory");
+    std::string metric = args.string(2, "metric");
+    object_ = guard(env, [&] { return std::make_shared<FaissIndex>(d, factory, parseMetric(metric)); });
+  }
+
+ private:
+  friend class NativeObjectWrap<FaissIndexWrap, FaissIndex>;
+  Napi::Value Train(const Napi::CallbackInfo& info) {
+    return write(info, "train", "x", [](FaissIndex& f, const float* x, int64_t n) { f.train(x, n); });
+  }
+  Napi::Value Add(const Napi::CallbackInfo& info) {
+    return write(info, "add", "x", [](FaissIndex& f, const float* x, int64_t n) { f.add(x, n); });
+  }
+  Napi::Value Search(const Napi::CallbackInfo& info) {
+    return search(info, [](const FaissIndex& f, const float* q, int64_t m, int64_t k, float* d, int32_t* i) {
+      f.search(q, m, k, d, i);
+    });
+  }
+  static Napi::Value Load(const Napi::CallbackInfo& info) {
+    std::string path = ArgReader(info, "FaissIndex.load: ").string(0, "path");
+    return loadWith(info, "FaissIndex", addonData(info.Env()).faissIndex,
+                    [path] { return std::make_shared<FaissIndex>(FaissIndex::load(path)); }, "");
+  }
+
+  // Setters are O(1) and synchronous, but must not change a parameter under a running search.
+  Napi::Value setter(const Napi::CallbackInfo& info, const char* name, void (FaissIndex::*set)(int64_t)) {
+    Napi::Env env = info.Env();
+    FaissIndex& index = use(env, name, true);
+    int64_t v = ArgReader(info, std::string("FaissIndex.") + name + ": ").integer(0, name);
+    guard(env, [&] { (index.*set)(v); });
+    return env.Undefined();
+  }
+  Napi::Value SetNprobe(const Napi::CallbackInfo& info) { return setter(info, "nprobe", &FaissIndex::setNprobe); }
+  Napi::Value SetEfSearch(const Napi::CallbackInfo& info) { return setter(info, "efSearch", &FaissIndex::setEfSearch); }
+
+  Napi::Value Number(const Napi::CallbackInfo& info, int64_t (FaissIndex::*get)() const) {
+    return object_ ? Napi::Value(Napi::Number::New(info.Env(), static_cast<double>((object_.get()->*get)())))
+                   : info.Env().Null();
+  }
+  Napi::Value Nprobe(const Napi::CallbackInfo& info) { return Number(info, &FaissIndex::nprobe); }
+  Napi::Value EfSearch(const Napi::CallbackInfo& info) { return Number(info, &FaissIndex::efSearch); }
+  Napi::Value Size(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), object_ ? static_cast<double>(object_->size()) : 0);
+  }
+  Napi::Value Dim(const Napi::CallbackInfo& info) { return Number(info, &FaissIndex::dim); }
+  Napi::Value IsTrained(const Napi::CallbackInfo& info) {
+    return Napi::Boolean::New(info.Env(), object_ && object_->isTrained());
+  }
+  Napi::Value Factory(const Napi::CallbackInfo& info) {
+    return object_ ? Napi::Value(Napi::String::New(info.Env(), object_->factory())) : info.Env().Null();
+  }
+  Napi::Value MetricName(const Napi::CallbackInfo& info) {
+    return object_ ? Napi::Value(Napi::String::New(info.Env(), metricName(object_->metric()))) : info.Env().Null();
+  }
+};
+
 void init(Napi::Env env, Napi::Object exports) {
-  exports.Set("knnEngineInfo", Napi::Function::New(env, KnnEngineInfo, "knnEngineInfo"));
-  exports.Set("knnSearch", Napi::Function::New(env, KnnSearch, "knnSearch"));
-  exports.Set("MemoryBank", MemoryBankWrap::define(env));
+  exportFunctions(env, exports, {
+    {"knnEngineInfo", KnnEngineInfo},
+    {"knnSearch", KnnSearch}});
+  Napi::Function bank = MemoryBankWrap::define(env), faiss = FaissIndexWrap::define(env);
+  addonData(env).memoryBank = Napi::Persistent(bank);
+  addonData(env).faissIndex = Napi::Persistent(faiss);
+  exports.Set("MemoryBank", bank);
+  exports.Set("FaissIndex", faiss);
 }
 
 }  // namespace

@@ -9,95 +9,59 @@
 #include <cmath>
 #include <functional>
 
-#include "anomalens/knn.h"
-#include "anomalens/maps.h"
-#include "common.h"
+#include "anomalens/core/finite.h"
+#include "anomalens/maps/blur.h"
+#include "anomalens/maps/distance.h"
+#include "anomalens/maps/resize.h"
+#include "core/args.h"
+#include "core/module.h"
+#include "core/worker.h"
 
 namespace anomalens::bindings {
 namespace {
 
 struct Input {
   const float* data;
-  int64_t count;
   std::string name;
   Shape shape;  // for the element's coordinates in messages
 };
 
-class MapsWorker : public PromiseWorker {
- public:
-  using Kernel = std::function<void(float* out)>;
-  // checkInputsFirst: scan inputs before computing (a kernel that may skip input elements);
-  // otherwise only when the output holds a NaN / infinity, which every non-finite input of
-  // these kernels produces.
-  MapsWorker(Napi::Env env, const char* name, std::vector<Input> inputs, bool checkInputsFirst, int64_t outCount,
-             Napi::Value out, Kernel kernel)
-      : PromiseWorker(env, name), inputs_(std::move(inputs)), checkFirst_(checkInputsFirst), outCount_(outCount),
-        kernel_(std::move(kernel)) {
-    if (!out.IsUndefined() && !out.IsNull()) {
-      outData_ = out.As<Napi::Float32Array>().Data();
-      out_ = Napi::Persistent(out);
-    }
-  }
-
- protected:
-  void compute() override {
-    if (checkFirst_ && findNonFinite()) return;
-    float* o = outData_;
-    if (!o) {
-      tensor_ = Tensor({outCount_});
-      o = tensor_.data();
-    }
-    kernel_(o);
-    if (!checkFirst_ && firstNonFinite(o, outCount_) >= 0) findNonFinite();
-  }
-
-  Napi::Value result(Napi::Env env) override {
-    if (badInput_ >= 0) {
-      const Input& in = inputs_[badInput_];
-      const float v = in.data[badIndex_];
-      std::string where;
-      int64_t rest = badIndex_;
-      static const char* const kNames4[] = {"image", "channel", "y", "x"};
-      static const char* const kNames3[] = {"image", "y", "x"};
-      const char* const* names = in.shape.size() == 4 ? kNames4 : kNames3;
-      std::vector<int64_t> coord(in.shape.size());
-      for (size_t d = in.shape.size(); d-- > 0;) {
-        coord[d] = rest % in.shape[d];
-        rest /= in.shape[d];
-      }
-      for (size_t d = 0; d < coord.size(); ++d)
-        where += std::string(d ? ", " : "") + names[d] + " " + std::to_string(coord[d]);
-      throw Napi::RangeError::New(env, in.name + "[" + std::to_string(badIndex_) + "] is " +
-                                           (std::isnan(v) ? "NaN" : (v > 0 ? "Infinity" : "-Infinity")) + " (" + where +
-                                           "); all values must be finite");
-    }
-    if (!out_.IsEmpty()) return out_.Value();
-    return toFloat32Array(env, tensor_);
-  }
-
- private:
-  bool findNonFinite() {
-    for (size_t k = 0; k < inputs_.size(); ++k) {
-      const int64_t i = firstNonFinite(inputs_[k].data, inputs_[k].count);
-      if (i >= 0) {
-        badInput_ = static_cast<int>(k);
-        badIndex_ = i;
-        return true;
-      }
-    }
+// Runs `kernel` into `out` (a caller's Float32Array, written in place and resolved) or into a
+// new native tensor (resolved as an external Float32Array). checkInputsFirst: scan inputs
+// before computing (a kernel that may skip input elements); otherwise only when the output
+// holds a NaN / infinity, which every non-finite input of these kernels produces.
+Napi::Value startMaps(Napi::Env env, const char* name, std::vector<Input> inputs, bool checkInputsFirst,
+                      int64_t outCount, Napi::Value out, std::function<void(float*)> kernel,
+                      std::initializer_list<Napi::Value> pins) {
+  const bool given = !out.IsUndefined() && !out.IsNull();
+  float* outData = given ? out.As<Napi::Float32Array>().Data() : nullptr;
+  auto tensor = std::make_shared<Tensor>();
+  auto findNonFinite = [inputs](FiniteCheck& finite) {
+    for (const Input& in : inputs)
+      if (!finite.check(in.data, in.shape, in.name, in.shape.size() == 4 ? kImageChannelYX : kImageYX)) return true;
     return false;
-  }
-
-  std::vector<Input> inputs_;
-  bool checkFirst_;
-  int64_t outCount_;
-  Kernel kernel_;
-  float* outData_ = nullptr;
-  Napi::Reference<Napi::Value> out_;
-  Tensor tensor_;
-  int badInput_ = -1;
-  int64_t badIndex_ = -1;
-};
+  };
+  auto* w = new TaskWorker(
+      env, name,
+      [=](FiniteCheck& finite) {
+        if (checkInputsFirst && findNonFinite(finite)) return;
+        float* o = outData;
+        if (!o) {
+          *tensor = Tensor({outCount});
+          o = tensor->data();
+        }
+        kernel(o);
+        if (!checkInputsFirst && firstNonFinite(o, outCount) >= 0) findNonFinite(finite);
+      },
+      [given, tensor, ref = std::make_shared<Napi::Reference<Napi::Value>>(given ? Napi::Persistent(out)
+                                                                                 : Napi::Reference<Napi::Value>())](
+          Napi::Env env) -> Napi::Value {
+        if (given) return ref->Value();
+        return toFloat32Array(env, *tensor);
+      });
+  for (const auto& v : pins) w->pin(v);
+  return w->start();
+}
 
 Shape dims(Napi::Value v, const std::string& what, size_t rank) {
   Shape s = shapeFromJs(v, what);
@@ -106,11 +70,6 @@ Shape dims(Napi::Value v, const std::string& what, size_t rank) {
   for (size_t i = 0; i < s.size(); ++i)
     if (s[i] < 1) throw Napi::RangeError::New(v.Env(), what + "[" + std::to_string(i) + "] must be >= 1");
   return s;
-}
-
-// The Float32Array `value` of exactly numel(shape) elements.
-const float* inputData(Napi::Value value, const std::string& what, const Shape& shape) {
-  return float32View(value, what, shape).data;
 }
 
 // `out` when given: a Float32Array of `count` elements.
@@ -123,14 +82,6 @@ void checkOut(Napi::Value out, int64_t count) {
                                                std::to_string(out.As<Napi::Float32Array>().ElementLength()));
 }
 
-Napi::Value queue(MapsWorker* w, std::initializer_list<Napi::Value> pins) {
-  for (const auto& v : pins)
-    if (!v.IsUndefined() && !v.IsNull()) w->pin(v);
-  Napi::Promise p = w->promise();
-  w->Queue();
-  return p;
-}
-
 double numberArg(Napi::Value v, const char* what) {
   if (!v.IsNumber()) throw Napi::TypeError::New(v.Env(), std::string(what) + " must be a number");
   return v.As<Napi::Number>().DoubleValue();
@@ -140,13 +91,12 @@ Napi::Value ResizeBilinear(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guard(env, [&] {
     const Shape s = dims(info[1], "shape", 4), size = dims(info[2], "size", 2);
-    const float* in = inputData(info[0], "maps", s);
+    const float* in = float32View(info[0], "maps", s).data;
     const int64_t count = numel({s[0], s[1], size[0], size[1]});
     checkOut(info[3], count);
-    auto* w = new MapsWorker(env, "resizeBilinear", {{in, numel(s), "maps", s}}, true, count, info[3], [=](float* out) {
-      resizeBilinear(in, s[0], s[1], s[2], s[3], size[0], size[1], out);
-    });
-    return queue(w, {info[0], info[3]});
+    return startMaps(env, "resizeBilinear", {{in, "maps", s}}, true, count, info[3], [=](float* out) {
+      resizeMapsBilinear(in, s[0], s[1], s[2], s[3], size[0], size[1], out);
+    }, {info[0], info[3]});
   });
 }
 
@@ -154,17 +104,16 @@ Napi::Value GaussianBlur(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guard(env, [&] {
     const Shape s = dims(info[1], "shape", 3);
-    const float* in = inputData(info[0], "maps", s);
+    const float* in = float32View(info[0], "maps", s).data;
     const double sigma = numberArg(info[2], "sigma"), truncate = numberArg(info[3], "truncate");
     if (!(sigma > 0) || !std::isfinite(sigma)) throw Napi::RangeError::New(env, "sigma must be a finite number > 0");
     if (!(truncate >= 0) || !std::isfinite(truncate))
       throw Napi::RangeError::New(env, "options.truncate must be a finite number >= 0");
     const int64_t count = numel(s);
     checkOut(info[4], count);
-    auto* w = new MapsWorker(env, "gaussianBlur", {{in, count, "maps", s}}, false, count, info[4], [=](float* out) {
+    return startMaps(env, "gaussianBlur", {{in, "maps", s}}, false, count, info[4], [=](float* out) {
       gaussianBlur(in, s[0], s[1], s[2], sigma, truncate, out);
-    });
-    return queue(w, {info[0], info[4]});
+    }, {info[0], info[4]});
   });
 }
 
@@ -173,14 +122,13 @@ Napi::Value distance(const Napi::CallbackInfo& info, const char* name, Fn fn) {
   Napi::Env env = info.Env();
   return guard(env, [&] {
     const Shape s = dims(info[2], "shape", 4);
-    const float* a = inputData(info[0], "a", s);
-    const float* b = inputData(info[1], "b", s);
+    const float* a = float32View(info[0], "a", s).data;
+    const float* b = float32View(info[1], "b", s).data;
     const double option = info[3].IsBoolean() ? (info[3].As<Napi::Boolean>().Value() ? 1.0 : 0.0) : numberArg(info[3], "option");
     const int64_t count = numel({s[0], s[2], s[3]});
     checkOut(info[4], count);
-    auto* w = new MapsWorker(env, name, {{a, numel(s), "a", s}, {b, numel(s), "b", s}}, false, count, info[4],
-                             [=](float* out) { fn(a, b, s, option, out); });
-    return queue(w, {info[0], info[1], info[4]});
+    return startMaps(env, name, {{a, "a", s}, {b, "b", s}}, false, count, info[4],
+                     [=](float* out) { fn(a, b, s, option, out); }, {info[0], info[1], info[4]});
   });
 }
 
@@ -197,10 +145,11 @@ Napi::Value L2Distance(const Napi::CallbackInfo& info) {
 }
 
 void init(Napi::Env env, Napi::Object exports) {
-  exports.Set("mapsResizeBilinear", Napi::Function::New(env, ResizeBilinear, "mapsResizeBilinear"));
-  exports.Set("mapsGaussianBlur", Napi::Function::New(env, GaussianBlur, "mapsGaussianBlur"));
-  exports.Set("mapsCosineDistance", Napi::Function::New(env, CosineDistance, "mapsCosineDistance"));
-  exports.Set("mapsL2Distance", Napi::Function::New(env, L2Distance, "mapsL2Distance"));
+  exportFunctions(env, exports, {
+    {"mapsResizeBilinear", ResizeBilinear},
+    {"mapsGaussianBlur", GaussianBlur},
+    {"mapsCosineDistance", CosineDistance},
+    {"mapsL2Distance", L2Distance}});
 }
 
 }  // namespace

@@ -9,8 +9,10 @@
 #include <cmath>
 #include <limits>
 
-#include "anomalens/metrics.h"
-#include "common.h"
+#include "anomalens/metrics/metrics.h"
+#include "core/args.h"
+#include "core/module.h"
+#include "core/worker.h"
 
 namespace anomalens::bindings {
 namespace {
@@ -27,11 +29,7 @@ Napi::Array arrayField(Napi::Object o, const char* key) {
 }
 
 int64_t dimAt(Napi::Array dims, uint32_t i) {
-  Napi::Value v = dims.Get(i);
-  const double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
-  if (!(d >= 0 && d <= 9007199254740991.0) || d != static_cast<double>(static_cast<int64_t>(d)))
-    throw Napi::RangeError::New(dims.Env(), "metrics spec.dims[" + std::to_string(i) + "] must be a non-negative integer");
-  return static_cast<int64_t>(d);
+  return ArgReader(dims, "metrics spec.", "").integer(i, "dims[" + std::to_string(i) + "]", ArgReader::ErrorKind::Range);
 }
 
 // Reads the blocks of `spec` into `set`, pinning every array on `worker`.
@@ -79,16 +77,6 @@ void readSet(Napi::Object spec, PromiseWorker& worker, ScoreSet& set) {
 
 Napi::Value numberOrNull(Napi::Env env, double v) {
   return std::isnan(v) ? env.Null() : Napi::Value(Napi::Number::New(env, v));
-}
-
-// A Float64Array over the vector's own heap storage (no copy; freed by the GC).
-Napi::Float64Array toFloat64Array(Napi::Env env, std::vector<double>&& values) {
-  if (values.empty()) return Napi::Float64Array::New(env, 0);
-  auto* keep = new std::vector<double>(std::move(values));
-  Napi::ArrayBuffer buf = Napi::ArrayBuffer::New(
-      env, keep->data(), keep->size() * sizeof(double),
-      [](Napi::Env, void*, std::vector<double>* hint) { delete hint; }, keep);
-  return Napi::Float64Array::New(env, keep->size(), buf, 0);
 }
 
 class MetricsWorker : public PromiseWorker {
@@ -162,10 +150,7 @@ Napi::Value start(const Napi::CallbackInfo& info, const char* name) {
   if (info.Length() < 1 || !info[0].IsObject())
     throw Napi::TypeError::New(env, std::string(name) + "(spec): spec must be an object");
   return guard(env, [&] {
-    auto* w = new Worker(env, info[0].As<Napi::Object>());
-    Napi::Promise p = w->promise();
-    w->Queue();
-    return Napi::Value(p);
+    return Napi::Value((new Worker(env, info[0].As<Napi::Object>()))->start());
   });
 }
 
@@ -173,8 +158,9 @@ Napi::Value Metrics(const Napi::CallbackInfo& info) { return start<MetricsWorker
 Napi::Value MetricsCurve(const Napi::CallbackInfo& info) { return start<CurveWorker>(info, "metricsCurve"); }
 
 void init(Napi::Env env, Napi::Object exports) {
-  exports.Set("metrics", Napi::Function::New(env, Metrics, "metrics"));
-  exports.Set("metricsCurve", Napi::Function::New(env, MetricsCurve, "metricsCurve"));
+  exportFunctions(env, exports, {
+    {"metrics", Metrics},
+    {"metricsCurve", MetricsCurve}});
 }
 
 }  // namespace
