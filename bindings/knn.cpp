@@ -1,5 +1,5 @@
 // kNN family: exact knnSearch, the MemoryBank class and the FaissIndex class (faiss indexes by
-// factory string). Conversion only; lib/knn.ts and lib/knn-faiss.ts validate and allocate the
+// factory string). Conversion only; lib/knn/exact.ts, lib/knn/bank.ts and lib/knn/faiss.ts validate and allocate the
 // outputs, the core (anomalens/knn/knn.h, knn/bank.h, knn/faiss.h) computes.
 //
 //   knnSearch(database, n, queries, m, d, k, metric, distances, indices, screening) -> Promise<void>

@@ -1,4 +1,4 @@
-// Map kernels (all Promises; lib/maps.ts validates first, this file re-checks what protects memory):
+// Map kernels (all Promises; lib/maps/maps.ts validates first, this file re-checks what protects memory):
 //   mapsResizeBilinear(maps, [n, c, ih, iw], [oh, ow], out?) -> Float32Array [n, c, oh, ow]
 //   mapsGaussianBlur(maps, [n, h, w], sigma, truncate, out?) -> Float32Array [n, h, w]
 //   mapsCosineDistance(a, b, [n, c, h, w], eps, out?)        -> Float32Array [n, h, w]

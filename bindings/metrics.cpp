@@ -5,7 +5,7 @@
 //          dims: number[] (n, h, w per entry), names: string[], labelNames: string[],
 //          maskThreshold: number (-1: strict 0/1/255 labels), engine?, countingMin?,
 //          flags? (MetricFlag bits), fprLimit?, curve?: 'roc' | 'pr' | 'pro', dropIntermediate?, decimate? }
-// lib/metrics.ts validates everything; this file re-checks only what protects memory.
+// lib/metrics/input.ts validates everything; this file re-checks only what protects memory.
 #include <cmath>
 #include <limits>
 

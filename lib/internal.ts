@@ -4,7 +4,7 @@
  * "exports" map does not expose this file, and any of it may change without notice.
  */
 // core: the raw addon, for tests of what the bindings re-check themselves
-export { native } from './core/native.js';
+export { native, loadedFrom } from './core/native.js';
 // io: the hf: spec steps of resolveWeights
 export { parseHfSpec, hfUrl, hfCachePath, defaultCacheDir } from './io/weights.js';
 export type { HfSpec } from './io/weights.js';

@@ -13,6 +13,11 @@
  * | ERR_DISPOSED | the object was disposed |
  * | ERR_NATIVE_LOAD | the native addon could not be loaded |
  * | ERR_OUT_OF_MEMORY | an allocation failed |
+ * | ERR_TOO_LARGE | a body or an image exceeds a configured limit (serve: 413) |
+ * | ERR_UNAUTHORIZED | a missing or wrong bearer token (serve: 401) |
+ * | ERR_FORBIDDEN | a path outside the allowed root (serve: 403) |
+ * | ERR_NOT_FOUND | a named file or route does not exist (serve: 404) |
+ * | ERR_TIMEOUT | a result did not arrive in time (serve --queue: 504) |
  * | ERR_INTERNAL | a bug: please report it |
  *
  * Wrong types are reported as TypeError and bad values as RangeError by the argument

@@ -50,7 +50,7 @@ export interface Block {
   hasShape: boolean;
 }
 
-/** Metric selection bits of the native call (MetricFlag in native/include/anomalens/metrics.h). */
+/** Metric selection bits of the native call (MetricFlag in native/include/anomalens/metrics/metrics.h). */
 export const Flag = { Auroc: 1, AveragePrecision: 2, F1Max: 4, Aupro: 8 } as const;
 
 /** Options every metric accepts. */

@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { afterAll, describe, expect, it } from 'vitest';
-import { loadedFrom, native } from '../../lib/native.js';
+import { loadedFrom, native } from '../../lib/internal.js';
 import { seededInput, writeSeededWeights } from '../helpers/seeded.js';
 import { tempDir } from '../helpers/tmp.js';
 

@@ -161,7 +161,7 @@ export function expectMatchesNaive(
   }
 }
 
-// ---- XXH64 (BigInt), the twin of native/src/knn_file.cpp ----------------------------------
+// ---- XXH64 (BigInt), the twin of native/src/knn/file.cpp ----------------------------------
 const M64 = (1n << 64n) - 1n;
 const P1 = 11400714785074694791n;
 const P2 = 14029467366897019727n;

@@ -7,7 +7,7 @@
 
 namespace anomalens {
 
-// Stable error codes (also documented in lib/errors.ts; keep both lists in sync).
+// Stable error codes (also documented in lib/core/errors.ts; keep both lists in sync).
 enum class ErrorCode {
   InvalidArgument,   // ERR_INVALID_ARGUMENT: a value the caller passed is out of range / wrong shape
   InvalidFile,       // ERR_INVALID_FILE: a file exists but its content is malformed

@@ -6,7 +6,7 @@
 // Images are 8-bit HWC with 1..4 channels: grey, grey+alpha, RGB, RGBA. Grey is resampled
 // once and replicated, alpha is ignored: the result is PIL's for convert('RGB') followed by
 // the resize (channels are independent in PIL's "L" and "RGB" resampling). The geometry
-// (torchvision's size and crop-offset rules) is decided by the caller (lib/images.ts); this
+// (torchvision's size and crop-offset rules) is decided by the caller (lib/image/images.ts); this
 // file only resamples, crops and normalises.
 #pragma once
 #include <cstdint>
