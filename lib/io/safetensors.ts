@@ -1,8 +1,8 @@
 /**
  * safetensors files: the native reader (validates every malformed case) and an atomic writer.
  */
-import { randomBytes } from 'node:crypto';
 import { open, rename, rm } from 'node:fs/promises';
+import { sweepOnce, tempPath } from '../core/atomic.js';
 import { AnomalensError, callNative } from '../core/errors.js';
 import { native } from '../core/native.js';
 import { expectFloat32Array, expectObject, expectShape, expectString } from '../core/validate.js';
@@ -101,7 +101,8 @@ export class SafetensorsWriter {
     const head = Buffer.alloc(8 + Buffer.byteLength(json));
     head.writeBigUInt64LE(BigInt(Buffer.byteLength(json)), 0);
     head.write(json, 8);
-    const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
+    await sweepOnce(path);
+    const tmp = tempPath(path);
     const fh = await open(tmp, 'w');
     try {
       await fh.write(head, 0, head.length, 0);
