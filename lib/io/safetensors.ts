@@ -85,11 +85,13 @@ export class SafetensorsWriter {
     metadata: Record<string, string> = {},
   ): Promise<SafetensorsWriter> {
     expectString(path, 'path');
-    const header: Record<string, unknown> = {};
+    const header: Record<string, unknown> = Object.create(null);
     if (Object.keys(metadata).length) header.__metadata__ = metadata;
     const layout = new Map<string, { offset: number; count: number }>();
     let offset = 0;
     for (const t of tensors) {
+      if (t.name === '__proto__' || t.name === '__metadata__' || layout.has(t.name))
+        throw new RangeError(`tensor names must be unique and neither '__proto__' nor '__metadata__', received '${t.name}'`);
       const shape = expectShape(t.shape, `shape of '${t.name}'`);
       const count = shape.reduce((a, b) => a * b, 1);
       header[t.name] = { dtype: 'F32', shape, data_offsets: [offset, offset + count * 4] };
