@@ -5,6 +5,8 @@
  */
 // core: the raw addon, for tests of what the bindings re-check themselves
 export { native, loadedFrom } from './core/native.js';
+// core: temporary names of atomic writes and their sweep (the crash-safety tests)
+export { forgetSweeps, sweepStaleTemps, tempOwner, tempPath, writeFileAtomic } from './core/atomic.js';
 // io: the hf: spec steps of resolveWeights
 export { parseHfSpec, hfUrl, hfCachePath, defaultCacheDir } from './io/weights.js';
 export type { HfSpec } from './io/weights.js';

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Detector, MemoryBank, readSafetensors } from '../../lib/index.js';
-import { forgetSweeps, sweepStaleTemps, tempOwner, tempPath, writeFileAtomic } from '../../lib/core/atomic.js';
+import { forgetSweeps, sweepStaleTemps, tempOwner, tempPath, writeFileAtomic } from '../../lib/internal.js';
 import { writeSeededWeights } from '../helpers/seeded.js';
 import { runCli } from '../helpers/cli.js';
 import { tempDir } from '../helpers/tmp.js';

@@ -10,7 +10,7 @@ import { pathToFileURL } from 'node:url';
 const [dist, json] = process.argv.slice(2);
 const cfg = JSON.parse(json);
 const lib = await import(pathToFileURL(join(dist, 'lib/index.js')).href);
-const { binariseMask } = await import(pathToFileURL(join(dist, 'lib/data/datasets.js')).href);
+const { binariseMask } = await import(pathToFileURL(join(dist, 'lib/internal.js')).href);
 
 // ---- seeded randomness ----------------------------------------------------------------
 function rng(seed) {
