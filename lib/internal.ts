@@ -31,7 +31,7 @@ export { csvField } from './report/csv.js';
 // report: the page builder and its SVG pieces, the curve cut at the FPR limit
 export { buildReportPage } from './report/page.js';
 export { downsampleCurve, escapeHtml, histogram, lineChart } from './report/svg.js';
-export { truncateCurve } from './report/write.js';
+export { restoreHalfSwapped, truncateCurve } from './report/write.js';
 // serve: the RGB conversion of uploads, the root-confinement check
 export { toRgb } from './serve/decode.js';
 export { outsideRoot } from './serve/paths.js';

@@ -92,7 +92,7 @@ export interface ReportInput {
  * `target`: the new one, complete, under its .tmp- name and the old one under .old-. Puts the
  * new one in place (or, without it, the old one back); sweepStaleTemps() removes the rest.
  */
-async function restoreHalfSwapped(target: string): Promise<void> {
+export async function restoreHalfSwapped(target: string): Promise<void> {
   if (await stat(target).catch(() => undefined)) return;
   const dir = dirname(target);
   const base = basename(target);

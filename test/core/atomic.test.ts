@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Detector, MemoryBank, readSafetensors } from '../../lib/index.js';
-import { forgetSweeps, sweepStaleTemps, tempOwner, tempPath, writeFileAtomic } from '../../lib/internal.js';
+import { forgetSweeps, restoreHalfSwapped, sweepStaleTemps, tempOwner, tempPath, writeFileAtomic } from '../../lib/internal.js';
 import { writeSeededWeights } from '../helpers/seeded.js';
 import { runCli } from '../helpers/cli.js';
 import { tempDir } from '../helpers/tmp.js';
@@ -153,6 +153,29 @@ describe('temporary names and the sweep', () => {
     forgetSweeps();
     await writeFileAtomic(join(d, 'y.csv'), 'whole');
     expect(readdirSync(d)).toEqual(['y.csv']);
+  });
+
+  it('a report folder swap killed between its two renames is completed on the next run (or undone)', async () => {
+    const d = join(dir, 'swap');
+    mkdirSync(d);
+    const dead = deadPid();
+    const target = join(d, 'report');
+    const put = (name: string, text: string) => (mkdirSync(join(d, name)), writeFileSync(join(d, name, 'index.html'), text));
+    put(`report.old-${dead}-0000000a`, 'old');
+    put(`report.tmp-${dead}-0000000b`, 'new');
+    await restoreHalfSwapped(target);
+    await sweepStaleTemps(d);
+    expect(readdirSync(d)).toEqual(['report']);
+    expect(readFileSync(join(target, 'index.html'), 'utf8')).toBe('new');
+    // Killed before the new folder was complete enough to swap: only the old one is out.
+    const other = join(d, 'other');
+    put(`other.old-${dead}-0000000c`, 'old');
+    await restoreHalfSwapped(other);
+    expect(readFileSync(join(other, 'index.html'), 'utf8')).toBe('old');
+    // A live writer's half swap is left alone.
+    put(`third.old-${process.pid}-0000000d`, 'old');
+    await restoreHalfSwapped(join(d, 'third'));
+    expect(existsSync(join(d, 'third'))).toBe(false);
   });
 });
 
