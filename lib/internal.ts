@@ -5,6 +5,8 @@
  */
 // core: the raw addon, for tests of what the bindings re-check themselves
 export { native, loadedFrom } from './core/native.js';
+// core: temporary names of atomic writes and their sweep (the crash-safety tests)
+export { forgetSweeps, sweepStaleTemps, tempOwner, tempPath, writeFileAtomic } from './core/atomic.js';
 // io: the hf: spec steps of resolveWeights
 export { parseHfSpec, hfUrl, hfCachePath, defaultCacheDir } from './io/weights.js';
 export type { HfSpec } from './io/weights.js';
@@ -29,7 +31,7 @@ export { csvField } from './report/csv.js';
 // report: the page builder and its SVG pieces, the curve cut at the FPR limit
 export { buildReportPage } from './report/page.js';
 export { downsampleCurve, escapeHtml, histogram, lineChart } from './report/svg.js';
-export { truncateCurve } from './report/write.js';
+export { restoreHalfSwapped, truncateCurve } from './report/write.js';
 // serve: the RGB conversion of uploads, the root-confinement check
 export { toRgb } from './serve/decode.js';
 export { outsideRoot } from './serve/paths.js';

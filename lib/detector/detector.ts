@@ -362,8 +362,25 @@ export class Detector {
    */
   static async load(path: string, options: { weights?: string; onProgress?: (e: ProgressEvent) => void } = {}): Promise<Detector> {
     expectString(path, 'path');
+    if (options.weights !== undefined) expectString(options.weights, 'options.weights');
+    try {
+      return await Detector.#read(path, options);
+    } catch (err) {
+      // Whatever a damaged file trips over (a missing key, a value the options reject) is a
+      // fault of the file: named, and ERR_INVALID_FILE unless it already has a file's code.
+      const e = err as Error;
+      const typed = err instanceof AnomalensError || err instanceof TypeError || err instanceof RangeError;
+      if (typed && e.message.includes(path)) throw err;
+      const code = err instanceof AnomalensError && err.code !== 'ERR_INVALID_ARGUMENT' ? err.code : 'ERR_INVALID_FILE';
+      throw new AnomalensError(code, `'${path}': ${e.message}`, { cause: err });
+    }
+  }
+
+  static async #read(path: string, options: { weights?: string; onProgress?: (e: ProgressEvent) => void }): Promise<Detector> {
     const file = await readSafetensors(path);
     const m = file.metadata;
+    for (const key of ['format', 'version', 'method', 'arch', 'weights', 'weightsSha256', 'preprocess', 'methodOptions', 'thresholds'])
+      if (typeof m[key] !== 'string') throw new AnomalensError('ERR_INVALID_FILE', `'${path}' has no '${key}' in its metadata: not a complete anomalens detector file`);
     if (m.format !== FORMAT) throw new AnomalensError('ERR_INVALID_FILE', `'${path}' is not an anomalens detector file (format '${m.format ?? 'none'}')`);
     if (m.version !== VERSION) throw new AnomalensError('ERR_INVALID_FILE', `'${path}' is detector format version ${m.version}; this anomalens reads version ${VERSION}`);
     const weights = options.weights ?? m.weights;

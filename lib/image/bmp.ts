@@ -20,7 +20,7 @@ export function isBmp(bytes: Uint8Array): boolean {
  * Decodes a BMP file into 8-bit RGB, HWC. `origin` names the file in errors.
  * @example const { data, width, height } = decodeBmp(await readFile('a.bmp'), 'a.bmp')
  */
-export function decodeBmp(bytes: Uint8Array, origin: string): { data: Uint8Array; width: number; height: number; channels: 3 } {
+export function decodeBmp(bytes: Uint8Array, origin: string, maxPixels = 0x3fff * 0x3fff): { data: Uint8Array; width: number; height: number; channels: 3 } {
   const invalid = (why: string) => new AnomalensError('ERR_INVALID_FILE', `cannot decode image ${origin}: ${why}`);
   const unsupported = (why: string) => new AnomalensError('ERR_UNSUPPORTED', `cannot decode image ${origin}: ${why}`);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -53,7 +53,8 @@ export function decodeBmp(bytes: Uint8Array, origin: string): { data: Uint8Array
   const topDown = height < 0;
   height = Math.abs(height);
   if (width <= 0 || height <= 0) throw invalid(`BMP size ${width}x${height}`);
-  if (width * height > 0x3fff * 0x3fff) throw invalid(`BMP size ${width}x${height} is too large`);
+  if (width * height > maxPixels)
+    throw new AnomalensError('ERR_TOO_LARGE', `image ${origin} declares ${width}x${height} pixels, more than the limit of ${maxPixels} (ANOMALENS_MAX_IMAGE_PIXELS raises it)`);
   if (compression !== BI_RGB && compression !== BI_BITFIELDS && compression !== BI_ALPHABITFIELDS)
     throw unsupported(`BMP compression ${compression} (RLE or embedded JPEG/PNG) is not supported`);
   if (![1, 4, 8, 16, 24, 32].includes(bpp)) throw unsupported(`BMP with ${bpp} bits per pixel`);

@@ -116,18 +116,20 @@ export async function decodeImage(path: string): Promise<DecodedImage> {
  * @example const img = await decodeImageRaw('tile.jpg')  // { data, width, height, channels: 1 }
  */
 export async function decodeImageRaw(path: string): Promise<RawImage> {
+  const maxPixels = maxImagePixels();
   let bytes: Buffer;
   try {
     bytes = await readFile(path);
   } catch (err) {
     throw new AnomalensError('ERR_IO', `cannot read image ${path}: ${(err as Error).message}`, { cause: err });
   }
-  if (isBmp(bytes)) return decodeBmp(bytes, path);
+  if (isBmp(bytes)) return decodeBmp(bytes, path, maxPixels);
   try {
     // failOn 'error': truncated and corrupt data fail, libjpeg's benign warnings do not
     // (Pillow accepts those too).
     const sharp = await loadSharp();
-    const image = sharp(bytes, { failOn: 'error', ignoreIcc: true });
+    // The pixel limit is checked from the header, before libvips allocates anything.
+    const image = sharp(bytes, { failOn: 'error', ignoreIcc: true, limitInputPixels: maxPixels });
     const format = sniffPixelFormat(bytes) ?? (await metadataFormat(image));
     let pipeline: Sharp;
     if (format.grey && format.depth16 && !format.alpha) {
@@ -144,8 +146,42 @@ export async function decodeImageRaw(path: string): Promise<RawImage> {
       throw new Error(`unexpected ${info.channels}-channel output`);
     return { data, width: info.width, height: info.height, channels: info.channels as RawImage['channels'] };
   } catch (err) {
+    if (/exceeds pixel limit/.test((err as Error).message)) throw tooManyPixels(path, maxPixels, await headerSize(bytes));
     throw new AnomalensError('ERR_INVALID_FILE', `cannot decode image ${path}: ${(err as Error).message}`, { cause: err });
   }
+}
+
+/** Sharp's own default: 16383 x 16383 pixels (0.8 GB as 8-bit RGB). */
+export const DEFAULT_MAX_IMAGE_PIXELS = 0x3fff * 0x3fff;
+
+/**
+ * The most pixels (width x height) an image file may declare: ANOMALENS_MAX_IMAGE_PIXELS, else
+ * DEFAULT_MAX_IMAGE_PIXELS. A decompression bomb (a few KB of PNG declaring 30000 x 30000)
+ * is refused from its header with ERR_TOO_LARGE.
+ */
+export function maxImagePixels(): number {
+  const env = process.env.ANOMALENS_MAX_IMAGE_PIXELS;
+  if (env === undefined || env === '') return DEFAULT_MAX_IMAGE_PIXELS;
+  const n = Number(env);
+  if (!Number.isSafeInteger(n) || n < 1)
+    throw new RangeError(`ANOMALENS_MAX_IMAGE_PIXELS must be a positive integer, received '${env}'`);
+  return n;
+}
+
+async function headerSize(bytes: Buffer): Promise<string> {
+  try {
+    const meta = await (await loadSharp())(bytes, { limitInputPixels: false }).metadata();
+    return `${meta.width}x${meta.height}`;
+  } catch {
+    return 'more';
+  }
+}
+
+function tooManyPixels(path: string, maxPixels: number, size: string): AnomalensError {
+  return new AnomalensError(
+    'ERR_TOO_LARGE',
+    `image ${path} declares ${size} pixels, more than the limit of ${maxPixels} (ANOMALENS_MAX_IMAGE_PIXELS raises it)`,
+  );
 }
 
 /**

@@ -1,8 +1,8 @@
 /**
  * safetensors files: the native reader (validates every malformed case) and an atomic writer.
  */
-import { randomBytes } from 'node:crypto';
 import { open, rename, rm } from 'node:fs/promises';
+import { sweepOnce, tempPath } from '../core/atomic.js';
 import { AnomalensError, callNative } from '../core/errors.js';
 import { native } from '../core/native.js';
 import { expectFloat32Array, expectObject, expectShape, expectString } from '../core/validate.js';
@@ -85,11 +85,13 @@ export class SafetensorsWriter {
     metadata: Record<string, string> = {},
   ): Promise<SafetensorsWriter> {
     expectString(path, 'path');
-    const header: Record<string, unknown> = {};
+    const header: Record<string, unknown> = Object.create(null);
     if (Object.keys(metadata).length) header.__metadata__ = metadata;
     const layout = new Map<string, { offset: number; count: number }>();
     let offset = 0;
     for (const t of tensors) {
+      if (t.name === '__proto__' || t.name === '__metadata__' || layout.has(t.name))
+        throw new RangeError(`tensor names must be unique and neither '__proto__' nor '__metadata__', received '${t.name}'`);
       const shape = expectShape(t.shape, `shape of '${t.name}'`);
       const count = shape.reduce((a, b) => a * b, 1);
       header[t.name] = { dtype: 'F32', shape, data_offsets: [offset, offset + count * 4] };
@@ -101,7 +103,8 @@ export class SafetensorsWriter {
     const head = Buffer.alloc(8 + Buffer.byteLength(json));
     head.writeBigUInt64LE(BigInt(Buffer.byteLength(json)), 0);
     head.write(json, 8);
-    const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
+    await sweepOnce(path);
+    const tmp = tempPath(path);
     const fh = await open(tmp, 'w');
     try {
       await fh.write(head, 0, head.length, 0);

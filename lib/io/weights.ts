@@ -16,11 +16,12 @@
  * the cache. Any failure (offline, HTTP error, stalled transfer) is an AnomalensError with
  * code ERR_IO naming the URL, the reason and where to put the file by hand.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { mkdir, open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { AnomalensError } from '../core/errors.js';
+import { sweepOnce, tempPath } from '../core/atomic.js';
 import { createProgress, type ProgressOptions } from '../core/progress.js';
 import { expectInteger, expectObject, expectString } from '../core/validate.js';
 
@@ -153,7 +154,7 @@ async function download(url: string, dest: string, spec: string, o: ResolveWeigh
       controller.abort();
     }, o.idleTimeoutMs);
   };
-  const tmp = `${dest}.part-${process.pid}-${randomBytes(4).toString('hex')}`;
+  const tmp = tempPath(dest);
   let file: FileHandle | undefined;
   let received = 0;
   let total: number | undefined;
@@ -192,6 +193,7 @@ async function download(url: string, dest: string, spec: string, o: ResolveWeigh
     total = lengthHeader !== null && (!encoding || encoding === 'identity') ? Number(lengthHeader) : undefined;
 
     await mkdir(dirname(dest), { recursive: true });
+    await sweepOnce(dest);
     // A FileHandle rather than a write stream: every write is awaited, so that after a
     // failure nothing is still being written (or created) when the file is removed.
     file = await open(tmp, 'w');

@@ -12,6 +12,7 @@
 import type { NativeVectorStore } from '../core/addon.js';
 import { AnomalensError, callNative, callNativeSync } from '../core/errors.js';
 import { expectString } from '../core/validate.js';
+import { sweepOnce } from '../core/atomic.js';
 import { expectRows, prepareOutput, type KnnOutput, type KnnResult, type Matrix, type Rows } from './rows.js';
 
 /** Passed as the constructor's first argument by load(); the second then carries the handle. */
@@ -70,6 +71,8 @@ export abstract class VectorStore<H extends NativeVectorStore> {
   async save(path: string): Promise<void> {
     this.checkUsable('save');
     expectString(path, 'path');
+    // The native writer names its temporary file as lib/core/atomic.ts does.
+    await sweepOnce(path);
     await callNative(() => this.handle.save(path));
   }
 

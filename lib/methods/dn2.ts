@@ -30,14 +30,14 @@ export function createDn2(backbone: Backbone, options: Record<string, unknown>):
     notes: note ? [note] : [],
     async fitBatch(f: Features) {
       dim = f[tap].shape[1];
-      parts.push(globalAvgPool(f[tap]));
+      parts.push(await globalAvgPool(f[tap]));
     },
     async finishFit() {
       bank = drainConcat(parts);
       if (bank.length / dim < k) throw new RangeError(`DN2 with k = ${k} needs at least ${k} training images, received ${bank.length / dim}`);
     },
     async score(f: Features): Promise<MethodScores> {
-      const q = globalAvgPool(f[tap]);
+      const q = await globalAvgPool(f[tap]);
       const n = f[tap].shape[0];
       const r = await knnSearch({ data: bank!, shape: [bank!.length / dim, dim] }, { data: q, shape: [n, dim] }, { k, metric: 'l2sq' });
       const scores = new Float32Array(n);

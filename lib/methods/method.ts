@@ -48,31 +48,41 @@ export function tapOrDeepest(backbone: Backbone, wanted: string): { tap: string;
   };
 }
 
+// These two passes are O(n) loops in JavaScript (a batch of SPADE's layer1 features at 224 is
+// millions of elements): they yield to the event loop every YIELD_EVERY elements, so that a
+// server scoring a batch still answers its other requests.
+const YIELD_EVERY = 1 << 20;
+const yieldToLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
+
 /** Global average pooling of an NCHW tensor to [n, c] rows. */
-export function globalAvgPool(t: Tensor4): Float32Array {
+export async function globalAvgPool(t: Tensor4): Promise<Float32Array> {
   const [n, c, h, w] = t.shape;
   const hw = h * w;
   const out = new Float32Array(n * c);
+  let since = 0;
   for (let i = 0; i < n * c; i++) {
     let s = 0;
     const base = i * hw;
     for (let j = 0; j < hw; j++) s += t.data[base + j];
     out[i] = s / hw;
+    if ((since += hw) >= YIELD_EVERY) (since = 0), await yieldToLoop();
   }
   return out;
 }
 
 /** NCHW -> per-image rows of pixel vectors, [n * h * w, c] (NHWC). */
-export function toRows(t: Tensor4): Float32Array {
+export async function toRows(t: Tensor4): Promise<Float32Array> {
   const [n, c, h, w] = t.shape;
   const hw = h * w;
   const out = new Float32Array(n * hw * c);
+  let since = 0;
   for (let i = 0; i < n; i++) {
     const src = i * c * hw;
     const dst = i * hw * c;
     for (let ch = 0; ch < c; ch++) {
       const plane = src + ch * hw;
       for (let p = 0; p < hw; p++) out[dst + p * c + ch] = t.data[plane + p];
+      if ((since += hw) >= YIELD_EVERY) (since = 0), await yieldToLoop();
     }
   }
   return out;

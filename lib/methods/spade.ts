@@ -44,9 +44,9 @@ export function createSpade(backbone: Backbone, options: Record<string, unknown>
     notes: note ? [note] : [],
     async fitBatch(f: Features) {
       pooledDim = f[pooledTap].shape[1];
-      pooledParts.push(globalAvgPool(f[pooledTap]));
+      pooledParts.push(await globalAvgPool(f[pooledTap]));
       for (const l of layers) {
-        layerParts[l].push(toRows(f[l]));
+        layerParts[l].push(await toRows(f[l]));
         const [, c, h, w] = f[l].shape;
         rows[l] = { data: new Float32Array(0), c, hw: h * w, h, w };
       }
@@ -61,7 +61,7 @@ export function createSpade(backbone: Backbone, options: Record<string, unknown>
     },
     async score(f: Features, inputSize: [number, number]): Promise<MethodScores> {
       const n = f[pooledTap].shape[0];
-      const q = globalAvgPool(f[pooledTap]);
+      const q = await globalAvgPool(f[pooledTap]);
       const nTrain = pooled!.length / pooledDim;
       const near = await knnSearch({ data: pooled!, shape: [nTrain, pooledDim] }, { data: q, shape: [n, pooledDim] }, { k: topK, metric: 'l2' });
       const scores = new Float32Array(n);
@@ -82,7 +82,7 @@ export function createSpade(backbone: Backbone, options: Record<string, unknown>
             gallery.set(r.data.subarray(img * r.hw * r.c, (img + 1) * r.hw * r.c), j * r.hw * r.c);
           }
           const one = { data: f[l].data.subarray(i * r.c * r.hw, (i + 1) * r.c * r.hw), shape: [1, r.c, r.h, r.w] as [number, number, number, number] };
-          const query = toRows(one);
+          const query = await toRows(one);
           const nn = await knnSearch({ data: gallery, shape: [topK * r.hw, r.c] }, { data: query, shape: [r.hw, r.c] }, { k: 1, metric: 'l2' });
           const up = await resizeBilinear(nn.distances, [1, 1, r.h, r.w], [H, W]);
           for (let p = 0; p < H * W; p++) sum[p] += up[p];

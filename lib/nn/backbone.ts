@@ -77,7 +77,18 @@ export class Backbone {
     const o = expectObject(options, 'options');
     const arch = expectOneOf(o.arch, 'options.arch', ARCHS);
     const weights = await weightsFor(arch, o.weights as string | undefined);
-    const nb = await callNative(() => native().loadBackbone(arch, weights));
+    let nb;
+    try {
+      nb = await callNative(() => native().loadBackbone(arch, weights));
+    } catch (err) {
+      // Checks of one tensor ("negative variance", a wrong shape) name the tensor; the file too.
+      if (err instanceof AnomalensError && !err.message.includes(weights)) {
+        const e = new AnomalensError(err.code, `'${weights}': ${err.message}`, { cause: err });
+        e.stack = err.stack?.replace(err.message, e.message);
+        throw e;
+      }
+      throw err;
+    }
     return new Backbone(nb, arch, weights);
   }
 

@@ -9,12 +9,12 @@
  * replaces `dir` by renames at the end. An existing `dir` is replaced only when it is empty or
  * an earlier report (it has index.html written by anomalens); anything else is refused.
  */
-import { randomBytes } from 'node:crypto';
 import { open, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import type { Dataset } from '../data/datasets.js';
 import type { Detector, EvaluationReport } from '../detector/detector.js';
 import { AnomalensError } from '../core/errors.js';
+import { isRunning, sweepStaleTemps, tempBase, tempOwner, tempPath } from '../core/atomic.js';
 import { imageAuroc, prCurve, proCurve, rocCurve } from '../metrics/metrics.js';
 import { writeScoresCsv } from './csv.js';
 import { detectorOverlayRange } from './overlay.js';
@@ -87,6 +87,25 @@ export interface ReportInput {
 }
 
 /** Refuses a target that exists and is neither an empty folder nor an earlier report. */
+/**
+ * A writer killed between its two renames (old report out, new one in) leaves no folder at
+ * `target`: the new one, complete, under its .tmp- name and the old one under .old-. Puts the
+ * new one in place (or, without it, the old one back); sweepStaleTemps() removes the rest.
+ */
+export async function restoreHalfSwapped(target: string): Promise<void> {
+  if (await stat(target).catch(() => undefined)) return;
+  const dir = dirname(target);
+  const base = basename(target);
+  const names = await readdir(dir).catch(() => [] as string[]);
+  for (const old of names) {
+    const pid = tempOwner(old);
+    if (pid === undefined || !/\.old-\d+-[0-9a-f]{8}$/.test(old) || tempBase(old) !== base || isRunning(pid)) continue;
+    const done = names.find((n) => /\.tmp-\d+-[0-9a-f]{8}$/.test(n) && tempBase(n) === base && tempOwner(n) === pid);
+    await rename(join(dir, done ?? old), target).catch(() => undefined);
+    return;
+  }
+}
+
 async function checkTarget(dir: string): Promise<boolean> {
   const s = await stat(dir).catch(() => undefined);
   if (!s) return false;
@@ -148,9 +167,11 @@ export async function writeReport(dir: string, input: ReportInput, options: Repo
   const fprLimit = options.fprLimit ?? 0.3;
   const size = options.thumbnailSize ?? 224;
   const { report, records, run } = input;
+  await restoreHalfSwapped(target);
+  await sweepStaleTemps(dirname(target));
   const replace = await checkTarget(target);
   await mkdir(dirname(target), { recursive: true });
-  const tmp = `${target}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+  const tmp = tempPath(target);
   await mkdir(join(tmp, 'curves'), { recursive: true });
   await mkdir(join(tmp, 'gallery'));
   try {
@@ -288,7 +309,7 @@ export async function writeReport(dir: string, input: ReportInput, options: Repo
     await writeFile(join(tmp, 'index.html'), html);
     // Swap the finished folder in.
     if (replace || (await checkTarget(target))) {
-      const old = `${target}.old-${process.pid}-${randomBytes(4).toString('hex')}`;
+      const old = tempPath(target).replace(/\.tmp-(?=\d+-[0-9a-f]{8}$)/, '.old-');
       await rename(target, old);
       await rename(tmp, target);
       await rm(old, { recursive: true, force: true });

@@ -84,6 +84,20 @@ describe('safetensors', () => {
     await expectInvalid(huge, /exceeds the 100 MB limit/);
   });
 
+  it('refuses duplicated keys and keys that are not keys in JavaScript (__proto__)', async () => {
+    const t = '{"dtype":"F32","shape":[1],"data_offsets":[0,4]}';
+    const four = new Uint8Array(4);
+    await expectInvalid(fileWith(null, four, `{"a":${t},"a":${t}}`), /names 'a' twice/);
+    await expectInvalid(fileWith(null, four, `{"__metadata__":{"k":"1","k":"2"},"a":${t}}`), /names 'k' twice/);
+    await expectInvalid(fileWith(null, four, `{"__proto__":${t}}`), /tensor named '__proto__'/);
+    await expectInvalid(fileWith(null, four, `{"__metadata__":{"__proto__":"x"},"a":${t}}`), /__metadata__ key named '__proto__'/);
+    // The same name at different depths is no duplicate.
+    const p = join(dir, 'depths.safetensors');
+    writeFileSync(p, fileWith(null, four, `{"__metadata__":{"dtype":"x"},"dtype":${t}}`));
+    expect(Object.keys((await readSafetensors(p)).tensors)).toEqual(['dtype']);
+    await expect(writeSafetensors(join(dir, 'w.safetensors'), { ['__proto__']: { shape: [1], data: new Float32Array(1) } } as never)).rejects.toThrow();
+  });
+
   it('a missing file is ERR_IO naming the path', async () => {
     const err = await readSafetensors(join(dir, 'nope.safetensors')).catch((e) => e);
     expect(err).toBeInstanceOf(AnomalensError);

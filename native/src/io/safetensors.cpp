@@ -100,11 +100,31 @@ SafetensorsFile SafetensorsFile::parse(std::vector<uint8_t> bytes, const std::st
   f.dataStart_ = 8 + n;
   const uint64_t dataSize = size - f.dataStart_;
 
+  // nlohmann keeps the last of duplicated keys silently; a file naming a tensor (or a
+  // metadata key) twice is ambiguous, so the parser callback refuses it.
   nlohmann::json header;
+  std::vector<std::vector<std::string>> keys;  // the keys seen, per open object
+  std::string duplicate;
+  auto seen = [&](int, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
+    if (event == nlohmann::json::parse_event_t::object_start) keys.emplace_back();
+    else if (event == nlohmann::json::parse_event_t::object_end && !keys.empty()) keys.pop_back();
+    else if (event == nlohmann::json::parse_event_t::key && !keys.empty()) {
+      const std::string& k = parsed.get_ref<const std::string&>();
+      auto& level = keys.back();
+      if (std::find(level.begin(), level.end(), k) != level.end()) {
+        duplicate = k;
+        throw std::invalid_argument("duplicate key");
+      }
+      level.push_back(k);
+    }
+    return true;
+  };
   try {
-    header = nlohmann::json::parse(f.bytes_.begin() + 8, f.bytes_.begin() + 8 + static_cast<std::ptrdiff_t>(n));
+    header = nlohmann::json::parse(f.bytes_.begin() + 8, f.bytes_.begin() + 8 + static_cast<std::ptrdiff_t>(n), seen);
   } catch (const nlohmann::json::exception& e) {
     bad(origin, std::string("header is not valid JSON (") + e.what() + ")");
+  } catch (const std::invalid_argument&) {
+    bad(origin, "header names '" + duplicate + "' twice");
   }
   if (!header.is_object()) bad(origin, "header is not a JSON object");
 
@@ -112,10 +132,13 @@ SafetensorsFile SafetensorsFile::parse(std::vector<uint8_t> bytes, const std::st
   for (auto it = header.begin(); it != header.end(); ++it) {
     const std::string& name = it.key();
     const nlohmann::json& v = it.value();
+    // The names become keys of JavaScript objects, where '__proto__' is not a key but the prototype.
+    if (name == "__proto__") bad(origin, "a tensor named '__proto__' is not allowed");
     if (name == "__metadata__") {
       if (!v.is_object()) bad(origin, "__metadata__ is not an object");
       for (auto m = v.begin(); m != v.end(); ++m) {
         if (!m.value().is_string()) bad(origin, "__metadata__ value of '" + m.key() + "' is not a string");
+        if (m.key() == "__proto__") bad(origin, "a __metadata__ key named '__proto__' is not allowed");
         f.metadata_[m.key()] = m.value().get<std::string>();
       }
       continue;

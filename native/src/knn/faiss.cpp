@@ -3,6 +3,7 @@
 #include <faiss/AutoTune.h>
 #include <faiss/IVFlib.h>
 #include <faiss/Index.h>
+#include <faiss/IndexFlatCodes.h>
 #include <faiss/IndexHNSW.h>
 #include <faiss/IndexIVF.h>
 #include <faiss/IndexPreTransform.h>
@@ -147,6 +148,67 @@ void FaissIndex::save(const std::string& path) const {
                              {{&len, sizeof len}, {factory_.data(), factory_.size()}, {writer.data.data(), writer.data.size()}});
 }
 
+namespace {
+
+// faiss::read_index trusts the bytes: ids and offsets out of range crash a later search. The
+// payload is checksummed, so this only matters for a file forged or re-sealed on purpose, but a
+// reader must not crash on any file. Checks the invariants search relies on for the index
+// kinds anomalens builds (Flat, HNSW, IVF-Flat, IVF-PQ, behind an optional pre-transform);
+// returns what is wrong, or an empty string.
+std::string checkIndex(const faiss::Index* index, int depth = 0) {
+  if (!index) return "no index";
+  if (depth > 4) return "too deeply nested";
+  if (index->d <= 0 || index->ntotal < 0) return "invalid dimension or size";
+  const auto n = static_cast<int64_t>(index->ntotal);
+  if (const auto* pre = dynamic_cast<const faiss::IndexPreTransform*>(index)) {
+    if (pre->index == nullptr || pre->index->ntotal != index->ntotal) return "the transformed index does not match";
+    for (const auto* t : pre->chain)
+      if (t == nullptr || t->d_in <= 0 || t->d_out <= 0) return "an invalid transform";
+    return checkIndex(pre->index, depth + 1);
+  }
+  if (const auto* flat = dynamic_cast<const faiss::IndexFlatCodes*>(index)) {
+    if (flat->code_size == 0 || flat->codes.size() != static_cast<size_t>(n) * flat->code_size) return "the stored vectors do not match the size";
+    return "";
+  }
+  if (const auto* h = dynamic_cast<const faiss::IndexHNSW*>(index)) {
+    if (h->storage == nullptr || h->storage->ntotal != index->ntotal || h->storage->d != index->d) return "the HNSW storage does not match";
+    const auto& g = h->hnsw;
+    if (g.levels.size() != static_cast<size_t>(n) || g.offsets.size() != static_cast<size_t>(n) + 1) return "the HNSW graph does not match the size";
+    if (g.entry_point < -1 || g.entry_point >= n || (n > 0 && g.entry_point < 0)) return "the HNSW entry point is out of range";
+    const int levelsKnown = static_cast<int>(g.cum_nneighbor_per_level.size()) - 1;
+    if (g.max_level < -1 || g.max_level >= levelsKnown) return "the HNSW level count is out of range";
+    for (int64_t i = 0; i < n; ++i) {
+      if (g.levels[i] < 1 || g.levels[i] > g.max_level + 1) return "an HNSW level is out of range";
+      if (g.offsets[i] > g.offsets[i + 1]) return "the HNSW offsets are not sorted";
+      if (g.offsets[i + 1] - g.offsets[i] != static_cast<size_t>(g.cum_nneighbor_per_level[g.levels[i]])) return "an HNSW neighbour list has the wrong length";
+    }
+    if (g.offsets[n] != g.neighbors.size()) return "the HNSW offsets do not match the neighbour lists";
+    for (auto v : g.neighbors)
+      if (v < -1 || v >= n) return "an HNSW neighbour id is out of range";
+    return checkIndex(h->storage, depth + 1);
+  }
+  if (const auto* ivf = dynamic_cast<const faiss::IndexIVF*>(index)) {
+    if (ivf->quantizer == nullptr || ivf->quantizer->d != index->d || static_cast<int64_t>(ivf->quantizer->ntotal) != static_cast<int64_t>(ivf->nlist)) return "the IVF quantizer does not match";
+    std::string q = checkIndex(ivf->quantizer, depth + 1);
+    if (!q.empty()) return q;
+    const auto* lists = ivf->invlists;
+    if (lists == nullptr || lists->nlist != ivf->nlist || lists->code_size != ivf->code_size) return "the IVF lists do not match";
+    int64_t total = 0;
+    for (size_t l = 0; l < lists->nlist; ++l) {
+      const size_t m = lists->list_size(l);
+      total += static_cast<int64_t>(m);
+      faiss::InvertedLists::ScopedIds ids(lists, l);
+      for (size_t j = 0; j < m; ++j)
+        if (ids[j] < 0 || ids[j] >= n) return "an IVF list id is out of range";
+    }
+    if (total != n) return "the IVF lists do not hold the index size";
+    return "";
+  }
+  return "";
+}
+
+}  // namespace
+
 FaissIndex FaissIndex::load(const std::string& path) {
   knn_detail::ContainerReader reader(path, kFaissMagic, "faiss index");
   const auto& h = reader.header();
@@ -170,6 +232,8 @@ FaissIndex FaissIndex::load(const std::string& path) {
   }
   if (static_cast<uint64_t>(out.index_->d) != h.dim || static_cast<uint64_t>(out.index_->ntotal) != h.rows)
     reader.fail("the header does not match the stored index");
+  const std::string wrong = checkIndex(out.index_.get());
+  if (!wrong.empty()) reader.fail("inconsistent index: " + wrong);
   return out;
 }
 

@@ -132,9 +132,10 @@ void writeContainer(const std::string& path, ContainerHeader header,
   unsigned char head[kContainerHeaderBytes];
   encodeHeader(header, head);
 
+  // "<path>.tmp-<pid>-<8 hex>": the name lib/core/atomic.ts sweeps once the pid is dead.
   std::random_device rd;
-  char suffix[32];
-  std::snprintf(suffix, sizeof suffix, ".%08x%04x.tmp", rd(), rd() & 0xffff);
+  char suffix[48];
+  std::snprintf(suffix, sizeof suffix, ".tmp-%ld-%08x", static_cast<long>(::getpid()), static_cast<unsigned>(rd()));
   const std::string tmp = path + suffix;
   std::FILE* f = std::fopen(tmp.c_str(), "wb");
   if (!f) throw Error(ErrorCode::Io, "cannot write '" + path + "': " + errnoText());
