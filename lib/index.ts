@@ -36,3 +36,4 @@ export { Detector, METHODS, sha256File } from './detector.js';
 export type { DetectorOptions, EvaluationReport, ImageInput, MethodName, Prediction, ProgressEvent } from './detector.js';
 export { resizeBilinear, gaussianBlur, gaussianRadius, cosineDistanceMap, l2DistanceMap, MAX_BLUR_RADIUS } from './maps.js';
 export type { MapShape3, MapShape4, MapOutputOptions, GaussianBlurOptions, CosineDistanceOptions, L2DistanceOptions } from './maps.js';
+export * from './train/index.js';

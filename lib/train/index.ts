@@ -1,0 +1,5 @@
+/** The training engine: backward ops, losses, parameters and optimisers. */
+export * from './ops.js';
+export * from './losses.js';
+export { TrainParams } from './params.js';
+export type { SgdOptions, AdamOptions, ParamInfo } from './params.js';
