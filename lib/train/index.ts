@@ -3,3 +3,5 @@ export * from './ops.js';
 export * from './losses.js';
 export { TrainParams } from './params.js';
 export type { SgdOptions, AdamOptions, ParamInfo } from './params.js';
+export { TrainResnet, TRAINABLE_ARCHS, RESNET_TAPS } from './resnet.js';
+export type { TrainableArch, ResnetTap, ResnetForwardOptions } from './resnet.js';

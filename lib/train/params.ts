@@ -66,11 +66,20 @@ interface NativeParams {
   clipGradNorm(maxNorm: number): Promise<number>;
 }
 
+const VIEW = Symbol('TrainParams view');
+
+/** @internal A view of a native network's parameters or buffers (lib/train/resnet.ts). */
+export function paramsView(net: unknown, which: 'params' | 'buffers'): TrainParams {
+  return new TrainParams({ [VIEW]: { net, which } } as unknown as undefined);
+}
+
 export class TrainParams {
   readonly #p: NativeParams;
-  constructor() {
-    const Ctor = native().TrainParams as new () => NativeParams;
-    this.#p = new Ctor();
+  /** A new, empty store. */
+  constructor(view?: undefined) {
+    const Ctor = native().TrainParams as new (...args: unknown[]) => NativeParams;
+    const v = (view as unknown as Record<symbol, { net: unknown; which: string }> | undefined)?.[VIEW];
+    this.#p = v ? new Ctor(v.net, v.which) : new Ctor();
   }
 
   /** Adds a parameter (copied). The name must be new. */

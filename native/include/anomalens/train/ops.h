@@ -112,3 +112,16 @@ void linearBackward(int64_t n, int64_t d, int64_t k, const float* x, const float
                     float* dw, float* db);
 
 }  // namespace anomalens::train
+
+namespace anomalens::train {
+
+// Max pooling as torch.nn.MaxPool2d(k, stride, padding) (implicit -inf padding; ResNet's stem
+// uses 3, 2, 1). x [n, c, h, w] -> y [n, c, oh, ow], oh = floor((h + 2 pad - k) / stride) + 1.
+void maxPool2dForward(int64_t n, int64_t c, int64_t h, int64_t w, int64_t k, int64_t stride, int64_t pad,
+                      const float* x, float* y);
+// Keeps: x. The gradient of each output goes to the first maximum of its window in row-major
+// order (torch's CPU kernel's choice); dx is overwritten.
+void maxPool2dBackward(int64_t n, int64_t c, int64_t h, int64_t w, int64_t k, int64_t stride, int64_t pad,
+                       const float* x, const float* dy, float* dx);
+
+}  // namespace anomalens::train

@@ -1,0 +1,106 @@
+/**
+ * A trainable torchvision ResNet built from the training ops, parameters and BN buffers by
+ * their state-dict names. `forward` runs up to `lastTap`, keeping only what the backward needs
+ * from the first unit holding a trainable parameter on (frozen prefixes run forward-only);
+ * `backward` writes the trainable parameters' gradients into `params`, whose optimiser steps
+ * then update them. BN runs in training mode (`bnTrain: true`, torch's model.train(), running
+ * statistics updated) or frozen (model.eval()).
+ *
+ * @example
+ * const net = new TrainResnet('resnet18', { lastTap: 'layer4' });
+ * for (const [name, t] of Object.entries(weights)) net.setTensor(name, t);
+ * for (const p of ['conv1.', 'bn1.', 'layer1.', 'layer2.']) net.params.freeze(p);
+ * const out = await net.forward(batch, [32, 3, 224, 224]);
+ * await net.backward(dOut);
+ * await net.params.sgdStep({ lr: 1e-2, momentum: 0.9, weightDecay: 5e-5 });
+ */
+import { callNative, callNativeSync } from '../errors.js';
+import { native } from '../native.js';
+import { expectBoolean, expectFloat32Array, expectObject, expectOneOf, expectString } from '../validate.js';
+import { paramsView, type TrainParams } from './params.js';
+import { expectNchw, product } from './validate.js';
+
+export const TRAINABLE_ARCHS = ['resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152', 'wide_resnet50_2', 'wide_resnet101_2'] as const;
+export type TrainableArch = (typeof TRAINABLE_ARCHS)[number];
+export const RESNET_TAPS = ['layer1', 'layer2', 'layer3', 'layer4'] as const;
+export type ResnetTap = (typeof RESNET_TAPS)[number];
+
+interface NativeNet {
+  taps(): string[];
+  tapShape(tap: string, n: number, h: number, w: number): number[];
+  keptFloats(): number;
+  forward(x: Float32Array, shape: number[], bnTrain: boolean, startTap: string): Promise<Float32Array>;
+  backward(dOut: Float32Array): Promise<void>;
+}
+
+export interface ResnetForwardOptions {
+  /** BN in training mode (batch statistics; running statistics updated). Default false. */
+  bnTrain?: boolean;
+  /** Where x comes in: 'input' (the image, default) or a tap whose output x is (the constant-prefix cache). */
+  startTap?: 'input' | ResnetTap;
+}
+
+export class TrainResnet {
+  readonly #n: NativeNet;
+  /** Conv weights, BN weight / bias, in torch's named_parameters() order. */
+  readonly params: TrainParams;
+  /** BN running_mean / running_var. */
+  readonly buffers: TrainParams;
+  readonly arch: TrainableArch;
+  readonly lastTap: ResnetTap;
+
+  constructor(arch: TrainableArch, options: { lastTap?: ResnetTap } = {}) {
+    this.arch = expectOneOf(arch, 'arch', TRAINABLE_ARCHS);
+    const o = expectObject(options, 'options');
+    this.lastTap = o.lastTap === undefined ? 'layer4' : expectOneOf(o.lastTap, 'options.lastTap', RESNET_TAPS);
+    const Ctor = native().TrainResnet as new (arch: string, tap: string) => NativeNet;
+    this.#n = callNativeSync(() => new Ctor(this.arch, this.lastTap));
+    this.params = paramsView(this.#n, 'params');
+    this.buffers = paramsView(this.#n, 'buffers');
+  }
+
+  /** Every tensor name the network holds: parameters, then buffers. */
+  tensorNames(): string[] {
+    return [...this.params.names(), ...this.buffers.names()];
+  }
+
+  /** Sets a parameter or buffer by its state-dict name (copied). */
+  setTensor(name: string, value: Float32Array): void {
+    expectString(name, 'name');
+    expectFloat32Array(value, 'value');
+    const store = this.params.names().includes(name) ? this.params : this.buffers;
+    store.setValue(name, value);
+  }
+
+  /** A copy of a parameter or buffer. */
+  tensor(name: string): Float32Array {
+    expectString(name, 'name');
+    return this.params.names().includes(name) ? this.params.value(name) : this.buffers.value(name);
+  }
+
+  /** [n, c, h, w] of a tap's output for an h x w image ('input': the image itself). */
+  tapShape(tap: 'input' | ResnetTap, n: number, h: number, w: number): [number, number, number, number] {
+    return callNativeSync(() => this.#n.tapShape(tap, n, h, w)) as [number, number, number, number];
+  }
+
+  /** Floats kept for the backward since the last forward. */
+  keptFloats(): number {
+    return this.#n.keptFloats();
+  }
+
+  /** Runs x [n, c, h, w] to lastTap's output. */
+  async forward(x: Float32Array, shape: readonly [number, number, number, number], options: ResnetForwardOptions = {}): Promise<Float32Array> {
+    const s = expectNchw(shape, 'shape');
+    const data = expectFloat32Array(x, 'x', product(s));
+    const o = expectObject(options, 'options');
+    const bnTrain = o.bnTrain === undefined ? false : expectBoolean(o.bnTrain, 'options.bnTrain');
+    const startTap = o.startTap === undefined ? 'input' : expectOneOf(o.startTap, 'options.startTap', ['input', ...RESNET_TAPS]);
+    return callNative(() => this.#n.forward(data, s, bnTrain, startTap));
+  }
+
+  /** Back-propagates dOut (the gradient of the last forward's output) into params' gradients. */
+  async backward(dOut: Float32Array): Promise<void> {
+    const d = expectFloat32Array(dOut, 'dOut');
+    await callNative(() => this.#n.backward(d));
+  }
+}
