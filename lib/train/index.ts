@@ -5,3 +5,5 @@ export { TrainParams } from './params.js';
 export type { SgdOptions, AdamOptions, ParamInfo } from './params.js';
 export { TrainResnet, TRAINABLE_ARCHS, RESNET_TAPS } from './resnet.js';
 export type { TrainableArch, ResnetTap, ResnetForwardOptions } from './resnet.js';
+export { compactnessStep, PANDA_SGD } from './step.js';
+export type { CompactnessStepOptions, CompactnessStepResult } from './step.js';

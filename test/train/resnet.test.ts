@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { TrainResnet, type TrainableArch } from '../../lib/index.js';
+import { TrainResnet, compactnessStep, type TrainableArch } from '../../lib/index.js';
 import { seededInput, seededTensor, uniform } from '../helpers/seeded.js';
 import { relError } from '../helpers/train-reference.js';
 
@@ -123,4 +123,36 @@ describe('frozen prefix and the constant-prefix cache', () => {
     expect(() => net.params.value('conv1.weight')).toThrow(expect.objectContaining({ code: 'ERR_BUSY' }));
     await p;
   });
+});
+
+describe("PANDA's optimisation step", () => {
+  interface Steps { arch: TrainableArch; shape: [number, number, number, number]; steps: number; losses: number[]; norms: number[]; deltas: Record<string, Summary>; momentum: Record<string, Summary> }
+  const steps = (fixture as unknown as { steps: Record<string, Steps> }).steps;
+  for (const [name, c] of Object.entries(steps)) {
+    it(`${name}: losses, clipped update and momentum as torch (eval mode, clip 1e-3, SGD)`, async () => {
+      const net = seededNet(c.arch);
+      for (const p of ['conv1.', 'bn1.', 'layer1.', 'layer2.']) net.params.freeze(p);
+      const before = Object.fromEntries(net.params.names().map((p) => [p, net.params.value(p)]));
+      const d = net.tapShape('layer4', 1, 1, 1)[1];
+      const centre = Float32Array.from(uniform('centre', d), (v) => 0.5 * v);
+      const x = seededInput(c.shape);
+      for (let t = 0; t < c.steps; t++) {
+        const r = await compactnessStep(net, x, c.shape, centre);
+        expect(Math.abs(r.loss - c.losses[t]) / c.losses[t], `loss ${t}`).toBeLessThan(1e-5);
+        expect(Math.abs(r.gradNorm! - c.norms[t]) / c.norms[t], `norm ${t}`).toBeLessThan(1e-4);
+      }
+      for (const p of net.params.names()) {
+        const want = c.deltas[p];
+        const now = net.params.value(p);
+        if (!want) {
+          expect(firstDifference(now, before[p]), `${p} is frozen`).toBe(-1);
+          continue;
+        }
+        // The update is ~1e-5 of the parameter (clip 1e-3): after - before carries the float32
+        // rounding of the parameter itself, ~1e-7 / 1e-5 relative; the momentum buffer is exact.
+        expectSummary(now.map((v, i) => v - before[p][i]), want, `${p} update`, 1e-3);
+        expectSummary(net.params.state(p, 'momentum_buffer')!, c.momentum[p], `${p} momentum`);
+      }
+    });
+  }
 });

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "anomalens/error.h"
+#include "anomalens/threading.h"
 
 namespace anomalens::train {
 
@@ -22,6 +23,7 @@ void checkFinite(double v, const char* what, double min = -INFINITY) {
 }  // namespace
 
 void sgdStep(ParamStore& params, const SgdOptions& o) {
+  applyThreads();
   checkFinite(o.lr, "sgd lr", 0);
   checkFinite(o.momentum, "sgd momentum", 0);
   checkFinite(o.dampening, "sgd dampening");
@@ -37,6 +39,7 @@ void sgdStep(ParamStore& params, const SgdOptions& o) {
     const float* g = p.gradData();
     const bool first = !p.hasState("momentum_buffer");
     float* buf = o.momentum != 0 ? p.stateOrZeros("momentum_buffer").data() : nullptr;
+#pragma omp parallel for schedule(static)
     for (int64_t j = 0; j < n; ++j) {
       float d = o.weightDecay != 0 ? std::fma(v[j], wd, g[j]) : g[j];
       if (buf) {
@@ -49,6 +52,7 @@ void sgdStep(ParamStore& params, const SgdOptions& o) {
 }
 
 void adamStep(ParamStore& params, const AdamOptions& o) {
+  applyThreads();
   checkFinite(o.lr, "adam lr", 0);
   require(o.beta1 >= 0 && o.beta1 < 1, "adam beta1 must be in [0, 1), received " + std::to_string(o.beta1));
   require(o.beta2 >= 0 && o.beta2 < 1, "adam beta2 must be in [0, 1), received " + std::to_string(o.beta2));
@@ -70,6 +74,7 @@ void adamStep(ParamStore& params, const AdamOptions& o) {
     const float* g = p.gradData();
     float* m = p.stateOrZeros("exp_avg").data();
     float* s = p.stateOrZeros("exp_avg_sq").data();
+#pragma omp parallel for schedule(static)
     for (int64_t j = 0; j < n; ++j) {
       const float d = o.weightDecay != 0 ? std::fma(v[j], wd, g[j]) : g[j];
       m[j] = std::fma(d, a1, m[j] * b1);
@@ -83,6 +88,7 @@ void adamStep(ParamStore& params, const AdamOptions& o) {
 double clipGradNorm(ParamStore& params, double maxNorm) {
   require(std::isfinite(maxNorm) && maxNorm > 0, "clipGradNorm maxNorm must be a finite number > 0, received " +
                                                      std::to_string(maxNorm));
+  applyThreads();
   // torch: per-parameter float32 norms, the norm of their stack, coefficient in float32.
   double sumSquares = 0;
   for (size_t i = 0; i < params.size(); ++i) {
@@ -90,7 +96,10 @@ double clipGradNorm(ParamStore& params, double maxNorm) {
     if (!updatable(p)) continue;
     double s = 0;
     const float* g = p.gradData();
-    for (int64_t j = 0; j < p.numel(); ++j) s += static_cast<double>(g[j]) * g[j];
+    const int64_t n = p.numel();
+    // Serial, in index order: the norm (and so every clipped gradient) is independent of the
+    // thread count.
+    for (int64_t j = 0; j < n; ++j) s += static_cast<double>(g[j]) * g[j];
     const float norm = static_cast<float>(std::sqrt(s));
     sumSquares += static_cast<double>(norm) * norm;
   }
@@ -101,7 +110,9 @@ double clipGradNorm(ParamStore& params, double maxNorm) {
     Param& p = params[i];
     if (!updatable(p)) continue;
     float* g = p.grad();
-    for (int64_t j = 0; j < p.numel(); ++j) g[j] *= coef;
+    const int64_t n = p.numel();
+#pragma omp parallel for schedule(static)
+    for (int64_t j = 0; j < n; ++j) g[j] *= coef;
   }
   return total;
 }
