@@ -657,7 +657,7 @@ class TrainParams : public Napi::ObjectWrap<TrainParams> {
 
 // ---- trainable ResNet ---------------------------------------------------------------------
 
-// new TrainResnet(arch, lastTap); taps(); tapShape(tap, n, h, w); keptFloats();
+// new TrainResnet(arch, lastTap, v2Prefix?); taps(); tapShape(tap, n, h, w); keptFloats();
 // forward(x, [n, c, h, w], bnTrain, startTap) -> Promise<Float32Array>; backward(dOut) -> Promise.
 class TrainResnet : public Napi::ObjectWrap<TrainResnet> {
  public:
@@ -673,8 +673,9 @@ class TrainResnet : public Napi::ObjectWrap<TrainResnet> {
     if (!info[0].IsString() || !info[1].IsString()) throw Napi::TypeError::New(env, "arch and lastTap must be strings");
     guard(env, [&] {
       shared_ = std::make_shared<Shared>();
+      const std::string prefix = info[2].IsString() ? info[2].As<Napi::String>().Utf8Value() : "";
       shared_->net = std::make_shared<TrainableResnet>(info[0].As<Napi::String>().Utf8Value(),
-                                                       info[1].As<Napi::String>().Utf8Value());
+                                                       info[1].As<Napi::String>().Utf8Value(), prefix);
       shared_->params = shared_->net->sharedParams();
       shared_->buffers = std::shared_ptr<ParamStore>(shared_->net, &shared_->net->buffers());
       return 0;

@@ -165,11 +165,29 @@ struct TrainableResnet::Impl {
     std::vector<std::string> out;
     for (const auto& c : b.convs) out.push_back(c.weight);
     for (const auto& n : b.bns) out.insert(out.end(), {n.gamma, n.beta});
-    if (b.hasProj) out.insert(out.end(), {b.proj.weight, b.projBn.gamma, b.projBn.beta});
+    if (b.hasProj) out.push_back(b.proj.weight);
+    if (b.hasProj && !b.projBn.gamma.empty()) out.insert(out.end(), {b.projBn.gamma, b.projBn.beta});
     return out;
   }
 
+  // v2 (pre-activation): p = relu(bns[0](x)); y = conv_0(p), then relu(bns[i](y)) before each
+  // further conv_i; out = y + (proj(p) or x), no ReLU after (the raw residual stream).
+  V blockV2(V& x, const resnet::BlockDef& b, bool train) {
+    V p = bn(x, b.bns[0], train);
+    p = relu(p);
+    V y = conv(p, b.convs[0]);
+    for (size_t i = 1; i < b.convs.size(); ++i) {
+      V t = bn(y, b.bns[i], train);
+      t = relu(t);
+      y = conv(t, b.convs[i]);
+    }
+    V sc = x;
+    if (b.hasProj) sc = conv(p, b.proj);
+    return add(y, sc);
+  }
+
   V block(V& x, const resnet::BlockDef& b, bool train) {
+    if (def.v2) return blockV2(x, b, train);
     V o = x;
     const size_t last = b.convs.size() - 1;
     for (size_t i = 0; i < b.convs.size(); ++i) {
@@ -253,16 +271,15 @@ struct TrainableResnet::Impl {
   }
 };
 
-TrainableResnet::TrainableResnet(const std::string& arch, const std::string& lastTap)
+TrainableResnet::TrainableResnet(const std::string& arch, const std::string& lastTap, const std::string& v2Prefix)
     : impl_(std::make_unique<Impl>()), params_(std::make_shared<ParamStore>()),
       buffers_(std::make_shared<ParamStore>()) {
-  impl_->def = resnet::makeResnet(arch, "");
-  require(!impl_->def.v2, "TrainableResnet: v2 archs ('" + arch + "') are not trainable yet; use a torchvision arch",
-          ErrorCode::Unsupported);
+  impl_->def = resnet::makeResnet(arch, v2Prefix);
   size_t stages = 0;
   for (size_t s = 0; s < impl_->def.stages.size(); ++s)
     if (impl_->def.stages[s].tap == lastTap) stages = s + 1;
-  require(stages > 0, "TrainableResnet: unknown lastTap '" + lastTap + "'; expected layer1 .. layer4");
+  require(stages > 0, "TrainableResnet: unknown lastTap '" + lastTap + "'; expected " +
+                          (impl_->def.v2 ? "stage1 .. stage4" : "layer1 .. layer4"));
   impl_->stages = stages;
   impl_->eps = impl_->def.eps;
   impl_->params = params_.get();
@@ -281,12 +298,18 @@ TrainableResnet::TrainableResnet(const std::string& arch, const std::string& las
     buffers_->at(b.var).setFrozen(true);
   };
   const auto& d = impl_->def;
+  if (d.v2) addBn(d.dataBn);
   addConv(d.stemConv);
   addBn(d.stemBn);
   for (size_t s = 0; s < stages; ++s)
     for (const auto& b : d.stages[s].blocks) {
-      for (size_t i = 0; i < b.convs.size(); ++i) addConv(b.convs[i]), addBn(b.bns[i]);
-      if (b.hasProj) addConv(b.proj), addBn(b.projBn);
+      if (d.v2) {
+        for (size_t i = 0; i < b.convs.size(); ++i) addBn(b.bns[i]), addConv(b.convs[i]);
+        if (b.hasProj) addConv(b.proj);
+      } else {
+        for (size_t i = 0; i < b.convs.size(); ++i) addConv(b.convs[i]), addBn(b.bns[i]);
+        if (b.hasProj) addConv(b.proj), addBn(b.projBn);
+      }
     }
 }
 
@@ -337,7 +360,10 @@ Tensor TrainableResnet::forward(const float* x, int64_t n, int64_t c, int64_t h,
   std::memcpy(cur.t.data(), x, static_cast<size_t>(n * c * h * w) * sizeof(float));
   m.recording = false;
   if (fromInput) {
-    m.recording = m.anyTrainable({d.stemConv.weight, d.stemBn.gamma, d.stemBn.beta});
+    std::vector<std::string> stem{d.stemConv.weight, d.stemBn.gamma, d.stemBn.beta};
+    if (d.v2) stem.insert(stem.end(), {d.dataBn.gamma, d.dataBn.beta});
+    m.recording = m.anyTrainable(stem);
+    if (d.v2) cur = m.bn(cur, d.dataBn, bnTrain);
     V y = m.conv(cur, d.stemConv);
     y = m.bn(y, d.stemBn, bnTrain);
     y = m.relu(y);
