@@ -16,13 +16,14 @@
 //     -> {loss, gradA, gradB}; trainEwcPenalty(theta, thetaStar, fisher, lambda) -> {loss, grad}
 //   new TrainParams(): add / names / info / value / grad / state / setValue / setGrad /
 //     setState / freeze / unfreeze / zeroGrad (sync, O(size) copies), sgdStep / adamStep /
-//     clipGradNorm (Promises; the store is busy meanwhile).
+//     clipGradNorm / addEwcPenalty (Promises; the store is busy meanwhile).
 // Outputs are new Float32Arrays over native memory. Running statistics are updated in place.
 #include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "anomalens/train/ewc.h"
 #include "anomalens/train/losses.h"
 #include "anomalens/train/ops.h"
 #include "anomalens/train/optim.h"
@@ -464,7 +465,8 @@ class TrainParams : public Napi::ObjectWrap<TrainParams> {
                         InstanceMethod("zeroGrad", &TrainParams::ZeroGrad),
                         InstanceMethod("sgdStep", &TrainParams::SgdStep),
                         InstanceMethod("adamStep", &TrainParams::AdamStep),
-                        InstanceMethod("clipGradNorm", &TrainParams::ClipGradNorm)});
+                        InstanceMethod("clipGradNorm", &TrainParams::ClipGradNorm),
+                        InstanceMethod("addEwcPenalty", &TrainParams::AddEwcPenalty)});
   }
   // new TrainParams(): a standalone store; new TrainParams(resnet, 'params' | 'buffers'): a view
   // of a TrainResnet's parameters or BN buffers.
@@ -649,6 +651,11 @@ class TrainParams : public Napi::ObjectWrap<TrainParams> {
   Napi::Value ClipGradNorm(const Napi::CallbackInfo& info) {
     const double maxNorm = number(info[0], "maxNorm");
     return guard(info.Env(), [&] { return runStep(info, "clipGradNorm", [this, maxNorm] { return clipGradNorm(store(), maxNorm); }); });
+  }
+
+  Napi::Value AddEwcPenalty(const Napi::CallbackInfo& info) {
+    const double lambda = number(info[0], "lambda");
+    return guard(info.Env(), [&] { return runStep(info, "addEwcPenalty", [this, lambda] { return addEwcPenalty(store(), lambda); }); });
   }
 
   std::shared_ptr<Shared> shared_;
