@@ -61,3 +61,5 @@ export type { ReportInput, ReportOptions } from './report/write.js';
 export type { ReportRecord } from './report/gallery.js';
 // The service and the queue load from 'anomalens/serve' (fastify and BullMQ are heavy); their types are here too.
 export type { ServeOptions, PredictResult, MapFormat, WorkerOptions, PredictWorker, EnqueueOptions } from './serve/index.js';
+// train: backward ops, losses, parameters and optimisers, trainable ResNets, PANDA's step
+export * from './train/index.js';

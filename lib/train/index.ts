@@ -1,0 +1,9 @@
+/** The training engine: backward ops, losses, parameters and optimisers. */
+export * from './ops.js';
+export * from './losses.js';
+export { TrainParams } from './params.js';
+export type { SgdOptions, AdamOptions, ParamInfo } from './params.js';
+export { TrainResnet, TRAINABLE_ARCHS, RESNET_TAPS, V2_PREFIXES } from './resnet.js';
+export type { TrainableArch, ResnetTap, ResnetForwardOptions } from './resnet.js';
+export { compactnessStep, PANDA_SGD } from './step.js';
+export type { CompactnessStepOptions, CompactnessStepResult } from './step.js';
