@@ -672,6 +672,8 @@ class TrainResnet : public Napi::ObjectWrap<TrainResnet> {
     return DefineClass(env, "TrainResnet",
                        {InstanceMethod("taps", &TrainResnet::Taps), InstanceMethod("tapShape", &TrainResnet::TapShape),
                         InstanceMethod("keptFloats", &TrainResnet::KeptFloats),
+                        InstanceMethod("profile", &TrainResnet::Profile),
+                        InstanceMethod("resetProfile", &TrainResnet::ResetProfile),
                         InstanceMethod("forward", &TrainResnet::Forward),
                         InstanceMethod("backward", &TrainResnet::Backward)});
   }
@@ -713,6 +715,18 @@ class TrainResnet : public Napi::ObjectWrap<TrainResnet> {
   }
   Napi::Value KeptFloats(const Napi::CallbackInfo& info) {
     return Napi::Number::New(info.Env(), static_cast<double>(shared_->net->keptFloats()));
+  }
+  Napi::Value Profile(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    notBusy(env);
+    Napi::Object o = Napi::Object::New(env);
+    for (const auto& [k, v] : shared_->net->profile()) o.Set(k, v);
+    return o;
+  }
+  Napi::Value ResetProfile(const Napi::CallbackInfo& info) {
+    notBusy(info.Env());
+    shared_->net->resetProfile();
+    return info.Env().Undefined();
   }
   Napi::Value Forward(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();

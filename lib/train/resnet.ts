@@ -38,6 +38,8 @@ interface NativeNet {
   taps(): string[];
   tapShape(tap: string, n: number, h: number, w: number): number[];
   keptFloats(): number;
+  profile(): Record<string, number>;
+  resetProfile(): void;
   forward(x: Float32Array, shape: number[], bnTrain: boolean, startTap: string): Promise<Float32Array>;
   backward(dOut: Float32Array): Promise<void>;
 }
@@ -102,6 +104,14 @@ export class TrainResnet {
   /** Floats kept for the backward since the last forward. */
   keptFloats(): number {
     return this.#n.keptFloats();
+  }
+
+  /** Seconds per '<stage> <op> forward|backward' since the last resetProfile(): where a step's time goes. */
+  profile(): Record<string, number> {
+    return callNativeSync(() => this.#n.profile());
+  }
+  resetProfile(): void {
+    callNativeSync(() => this.#n.resetProfile());
   }
 
   /** Runs x [n, c, h, w] to lastTap's output. */
