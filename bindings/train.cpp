@@ -11,6 +11,7 @@
 //   trainReluForward(x) -> y; trainReluBackward(y, dy) -> dx; trainAddForward(a, b) -> y
 //   trainConcatForward([x...], n, [c...], h, w) -> y; trainConcatBackward(dy, n, [c...], h, w) -> [dx...]
 //   trainGlobalAvgPoolForward(x, [n,c,h,w]) -> y; trainGlobalAvgPoolBackward(dy, [n,c,h,w]) -> dx
+//   trainMaxPool2dForward(x, [n,c,h,w,k,stride,pad]) -> y; trainMaxPool2dBackward(x, dy, geom) -> dx
 //   trainLinearForward(x, w, b|null, [n, d, k]) -> y; trainLinearBackward(x, w, dy, [n,d,k], wants)
 //   trainCompactnessLoss(f, c, [n, d]) -> {loss, grad}; trainCosineMapLoss(a, b, [n, m], eps)
 //     -> {loss, gradA, gradB}; trainEwcPenalty(theta, thetaStar, fisher, lambda) -> {loss, grad}
@@ -383,6 +384,38 @@ Napi::Value LinearBackward(const Napi::CallbackInfo& info) {
     auto* wk = new TrainWorker(env, "linearBackward",
                                [=] { linearBackward(n, dd, k, x, w, dy, o->ptr(0), o->ptr(1), o->ptr(2)); },
                                [=](Napi::Env e) { return outsToJs(e, *o, false); });
+    return queue(wk, info);
+  });
+}
+
+// maxPool2d geometry: [n, c, h, w, k, stride, pad].
+Napi::Value MaxPoolForward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&] {
+    auto g = ints(info[1], "geometry", 7);
+    require(g[4] >= 1 && g[5] >= 1 && g[2] + 2 * g[6] >= g[4] && g[3] + 2 * g[6] >= g[4], "bad max-pool geometry");
+    const int64_t oh = (g[2] + 2 * g[6] - g[4]) / g[5] + 1, ow = (g[3] + 2 * g[6] - g[4]) / g[5] + 1;
+    const float* x = data(info[0], "x", g[0] * g[1] * g[2] * g[3]);
+    auto y = std::make_shared<Tensor>(Shape{g[0] * g[1] * oh * ow});
+    auto* wk = new TrainWorker(env, "maxPool2dForward",
+                               [=] { maxPool2dForward(g[0], g[1], g[2], g[3], g[4], g[5], g[6], x, y->data()); },
+                               [=](Napi::Env e) { return single(e, *y); });
+    return queue(wk, info);
+  });
+}
+
+Napi::Value MaxPoolBackward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&] {
+    auto g = ints(info[2], "geometry", 7);
+    require(g[4] >= 1 && g[5] >= 1 && g[2] + 2 * g[6] >= g[4] && g[3] + 2 * g[6] >= g[4], "bad max-pool geometry");
+    const int64_t oh = (g[2] + 2 * g[6] - g[4]) / g[5] + 1, ow = (g[3] + 2 * g[6] - g[4]) / g[5] + 1;
+    const float* x = data(info[0], "x", g[0] * g[1] * g[2] * g[3]);
+    const float* dy = data(info[1], "dy", g[0] * g[1] * oh * ow);
+    auto dx = std::make_shared<Tensor>(Shape{g[0] * g[1] * g[2] * g[3]});
+    auto* wk = new TrainWorker(env, "maxPool2dBackward",
+                               [=] { maxPool2dBackward(g[0], g[1], g[2], g[3], g[4], g[5], g[6], x, dy, dx->data()); },
+                               [=](Napi::Env e) { return single(e, *dx); });
     return queue(wk, info);
   });
 }
@@ -789,6 +822,8 @@ void init(Napi::Env env, Napi::Object exports) {
   exports.Set("trainConcatBackward", Napi::Function::New(env, ConcatBackward));
   exports.Set("trainGlobalAvgPoolForward", Napi::Function::New(env, GapForward));
   exports.Set("trainGlobalAvgPoolBackward", Napi::Function::New(env, GapBackward));
+  exports.Set("trainMaxPool2dForward", Napi::Function::New(env, MaxPoolForward));
+  exports.Set("trainMaxPool2dBackward", Napi::Function::New(env, MaxPoolBackward));
   exports.Set("trainLinearForward", Napi::Function::New(env, LinearForward));
   exports.Set("trainLinearBackward", Napi::Function::New(env, LinearBackward));
   exports.Set("trainCompactnessLoss", Napi::Function::New(env, CompactnessLoss));
