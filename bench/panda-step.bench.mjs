@@ -86,6 +86,13 @@ for (let r = 0; r < ROUNDS; r++) {
   load.push(loadavg()[0].toFixed(2));
 }
 
+// Where one step's time goes (1 thread, after the rounds), by stage, op and pass.
+setNumThreads(1);
+await compactnessStep(net, x, shape, centre, { startTap: 'layer2' });
+net.resetProfile();
+await compactnessStep(net, x, shape, centre, { startTap: 'layer2' });
+const prof = Object.entries(net.profile()).sort((a, b) => b[1] - a[1]);
+
 const ms = (s) => `${(s * 1000).toFixed(0)} ms`;
 console.log(`\nPANDA step, ResNet-50 layer3+layer4 from cached layer2 [${shape.join(', ')}] (${SIDE} px, batch ${N}); best of ${ROUNDS} rounds x ${REPEATS}; load average ${load.join(' -> ')}`);
 console.log('| threads | anomalens step | torch 1.13 step | speed-up | images/s (anomalens) | images/s (torch) | anomalens fwd / bwd / clip+SGD | torch fwd / bwd / clip+SGD |');
@@ -96,3 +103,5 @@ for (const t of THREADS) {
   const parts = (w) => ['forward', 'backward', 'optimiser'].map((k) => ms(best[`${w} ${k} ${t}`])).join(' / ');
   console.log(`| ${t} | ${ms(o)} | ${ms(p)} | ${(p / o).toFixed(2)}x | ${(N / o).toFixed(1)} | ${(N / p).toFixed(1)} | ${parts('ours')} | ${parts('peer')} |`);
 }
+console.log('\none anomalens step, 1 thread, by stage / op / pass:\n| part | time |\n|---|---|');
+for (const [k, v] of prof) console.log(`| ${k} | ${ms(v)} |`);

@@ -12,6 +12,7 @@
 //   trainReluForward(x) -> y; trainReluBackward(y, dy) -> dx; trainAddForward(a, b) -> y
 //   trainConcatForward([x...], n, [c...], h, w) -> y; trainConcatBackward(dy, n, [c...], h, w) -> [dx...]
 //   trainGlobalAvgPoolForward(x, [n,c,h,w]) -> y; trainGlobalAvgPoolBackward(dy, [n,c,h,w]) -> dx
+//   trainMaxPool2dForward(x, [n,c,h,w,k,stride,pad]) -> y; trainMaxPool2dBackward(x, dy, geom) -> dx
 //   trainLinearForward(x, w, b|null, [n, d, k]) -> y; trainLinearBackward(x, w, dy, [n,d,k], wants)
 //   trainCompactnessLoss(f, c, [n, d]) -> {loss, grad}; trainCosineMapLoss(a, b, [n, m], eps)
 //     -> {loss, gradA, gradB}; trainEwcPenalty(theta, thetaStar, fisher, lambda) -> {loss, grad}
@@ -25,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "anomalens/core/error.h"
 #include "anomalens/train/losses.h"
 #include "anomalens/train/ops.h"
 #include "core/args.h"
@@ -313,6 +315,48 @@ Napi::Value GapBackward(const Napi::CallbackInfo& info) {
   });
 }
 
+// [n, c, h, w, k, stride, pad] and the output's oh, ow.
+struct PoolGeometry {
+  Shape g;
+  int64_t oh, ow;
+};
+PoolGeometry poolGeometry(const ArgReader& args, int key) {
+  const Shape g = trainSizes(args, key, "geometry", 7);
+  require(g[4] >= 1 && g[5] >= 1 && g[2] + 2 * g[6] >= g[4] && g[3] + 2 * g[6] >= g[4], "bad max-pool geometry");
+  return {g, (g[2] + 2 * g[6] - g[4]) / g[5] + 1, (g[3] + 2 * g[6] - g[4]) / g[5] + 1};
+}
+
+Napi::Value MaxPoolForward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&] {
+    ArgReader args(info, "");
+    const auto [g, oh, ow] = poolGeometry(args, 1);
+    const float* x = trainData(args, 0, "x", g[0] * g[1] * g[2] * g[3]);
+    auto y = std::make_shared<Tensor>(Shape{g[0] * g[1] * oh * ow});
+    auto* wk = new TaskWorker(
+        env, "maxPool2dForward",
+        [=](FiniteCheck&) { maxPool2dForward(g[0], g[1], g[2], g[3], g[4], g[5], g[6], x, y->data()); },
+        tensorResult(y));
+    return startPinned(wk, {info[0]});
+  });
+}
+
+Napi::Value MaxPoolBackward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&] {
+    ArgReader args(info, "");
+    const auto [g, oh, ow] = poolGeometry(args, 2);
+    const float* x = trainData(args, 0, "x", g[0] * g[1] * g[2] * g[3]);
+    const float* dy = trainData(args, 1, "dy", g[0] * g[1] * oh * ow);
+    auto dx = std::make_shared<Tensor>(Shape{g[0] * g[1] * g[2] * g[3]});
+    auto* wk = new TaskWorker(
+        env, "maxPool2dBackward",
+        [=](FiniteCheck&) { maxPool2dBackward(g[0], g[1], g[2], g[3], g[4], g[5], g[6], x, dy, dx->data()); },
+        tensorResult(dx));
+    return startPinned(wk, {info[0], info[1]});
+  });
+}
+
 Napi::Value LinearForward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guard(env, [&] {
@@ -420,6 +464,8 @@ void init(Napi::Env env, Napi::Object exports) {
     {"trainConcatBackward", ConcatBackward},
     {"trainGlobalAvgPoolForward", GapForward},
     {"trainGlobalAvgPoolBackward", GapBackward},
+    {"trainMaxPool2dForward", MaxPoolForward},
+    {"trainMaxPool2dBackward", MaxPoolBackward},
     {"trainLinearForward", LinearForward},
     {"trainLinearBackward", LinearBackward},
     {"trainCompactnessLoss", CompactnessLoss},

@@ -5,6 +5,7 @@
 //     clipGradNorm / addEwcPenalty (Promises resolving a number).
 //   new TrainParams(resnet, 'params' | 'buffers'): the same over a TrainResnet's stores.
 //   new TrainResnet(arch, lastTap, v2Prefix?); taps(); tapShape(tap, n, h, w); keptFloats();
+//     profile() -> { '<stage> <op> forward|backward': seconds }; resetProfile();
 //     forward(x, [n, c, h, w], bnTrain, startTap) -> Promise<Float32Array>; backward(dOut) -> Promise.
 // A network and the views of its stores share one busy state: while a step, forward or
 // backward is in flight, everything that reads or writes the tensors is refused (ERR_BUSY).
@@ -241,7 +242,8 @@ class TrainResnetWrap : public Napi::ObjectWrap<TrainResnetWrap> {
     using W = TrainResnetWrap;
     return DefineClass(env, "TrainResnet",
                        {InstanceMethod("taps", &W::Taps), InstanceMethod("tapShape", &W::TapShape),
-                        InstanceMethod("keptFloats", &W::KeptFloats), InstanceMethod("forward", &W::Forward),
+                        InstanceMethod("keptFloats", &W::KeptFloats), InstanceMethod("profile", &W::Profile),
+                        InstanceMethod("resetProfile", &W::ResetProfile), InstanceMethod("forward", &W::Forward),
                         InstanceMethod("backward", &W::Backward)});
   }
   explicit TrainResnetWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TrainResnetWrap>(info) {
@@ -276,6 +278,18 @@ class TrainResnetWrap : public Napi::ObjectWrap<TrainResnetWrap> {
   }
   Napi::Value KeptFloats(const Napi::CallbackInfo& info) {
     return Napi::Number::New(info.Env(), static_cast<double>(shared_->net->keptFloats()));
+  }
+  Napi::Value Profile(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    notBusy(env);
+    Napi::Object o = Napi::Object::New(env);
+    for (const auto& [k, v] : shared_->net->profile()) o.Set(k, v);
+    return o;
+  }
+  Napi::Value ResetProfile(const Napi::CallbackInfo& info) {
+    notBusy(info.Env());
+    shared_->net->resetProfile();
+    return info.Env().Undefined();
   }
   Napi::Value Forward(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();

@@ -230,6 +230,9 @@ export interface NativeTrainResnet {
   tapShape(tap: string, n: number, h: number, w: number): number[];
   /** Floats kept for the backward since the last forward. */
   keptFloats(): number;
+  /** Seconds per '<stage> <op> forward|backward' since the last resetProfile(); ERR_BUSY while busy. */
+  profile(): Record<string, number>;
+  resetProfile(): void;
   /** x [n, c, h, w] from `startTap` ('input' or a tap whose output x is) to the last tap. */
   forward(x: Float32Array, shape: number[], bnTrain: boolean, startTap: string): Promise<Float32Array>;
   /** The gradient of the last forward's output into the parameters' gradients. */
@@ -374,6 +377,10 @@ export interface NativeAddon {
   trainConcatBackward(dy: Float32Array, n: number, channels: number[], h: number, w: number): Promise<Float32Array[]>;
   trainGlobalAvgPoolForward(x: Float32Array, shape: number[]): Promise<Float32Array>;
   trainGlobalAvgPoolBackward(dy: Float32Array, shape: number[]): Promise<Float32Array>;
+  /** geometry: [n, c, h, w, k, stride, padding] (torch.nn.MaxPool2d). */
+  trainMaxPool2dForward(x: Float32Array, geometry: number[]): Promise<Float32Array>;
+  /** Each output's gradient to its window's first maximum. */
+  trainMaxPool2dBackward(x: Float32Array, dy: Float32Array, geometry: number[]): Promise<Float32Array>;
   /** shape: [n, d, k]. */
   trainLinearForward(x: Float32Array, weight: Float32Array, bias: Float32Array | null, shape: number[]): Promise<Float32Array>;
   trainLinearBackward(x: Float32Array, weight: Float32Array, dy: Float32Array, shape: number[], wants: NativeWants): Promise<NativeConvGradients>;

@@ -97,6 +97,14 @@ export class TrainResnet {
     return this.#n.keptFloats();
   }
 
+  /** Seconds per '<stage> <op> forward|backward' since the last resetProfile(): where a step's time goes. */
+  profile(): Record<string, number> {
+    return callNativeSync(() => this.#n.profile());
+  }
+  resetProfile(): void {
+    callNativeSync(() => this.#n.resetProfile());
+  }
+
   /** Runs x [n, c, h, w] to lastTap's output. */
   async forward(x: Float32Array, shape: readonly [number, number, number, number], options: ResnetForwardOptions = {}): Promise<Float32Array> {
     const s = expectNchw(shape, 'shape');

@@ -118,6 +118,22 @@ describe('frozen prefix and the constant-prefix cache', () => {
     expect(net.keptFloats()).toBeLessThan(all / 2);
   });
 
+  it('profiles where the time goes, per stage, op and pass', async () => {
+    const shape: [number, number, number, number] = [2, 3, 32, 32];
+    const net = seededNet('resnet18');
+    for (const p of ['conv1.', 'bn1.', 'layer1.', 'layer2.']) net.params.freeze(p);
+    net.resetProfile();
+    const out = await net.forward(seededInput(shape), shape);
+    await net.backward(seededDy(out.length));
+    const prof = net.profile();
+    expect(prof['layer3 conv forward']).toBeGreaterThan(0);
+    expect(prof['layer4 batch norm backward']).toBeGreaterThan(0);
+    expect(prof['stem max pool forward']).toBeGreaterThan(0);
+    expect(prof['layer2 conv backward']).toBeUndefined(); // frozen prefix: forward only
+    net.resetProfile();
+    expect(net.profile()).toEqual({});
+  });
+
   it('errors', async () => {
     expect(() => new TrainResnet('resnet50_v3' as TrainableArch)).toThrow(RangeError);
     expect(() => new TrainResnet('resnet50_v2', { lastTap: 'layer3' })).toThrow(/options.lastTap must be one of 'stage1'/);

@@ -21,6 +21,7 @@
 //   Tensor f = net.forward(x, n, 224, 224, false);   // [n, 512, 7, 7]
 //   net.backward(dF);                                 // grads of layer3.* and layer4.*
 #pragma once
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -64,6 +65,10 @@ class TrainableResnet {
   Shape outputShape() const;
   // Drops the kept activations without a backward.
   void release();
+  // Seconds spent per "<stage> <op> forward|backward" (e.g. "layer3 conv backward") since the
+  // last resetProfile(): where a step's time goes.
+  std::map<std::string, double> profile() const;
+  void resetProfile();
   // Floats held for the backward after the last forward (for memory accounting and tests).
   int64_t keptFloats() const;
 
