@@ -2,7 +2,7 @@
 //   new TrainParams(): add / names / info / value / grad / state / setValue / setGrad /
 //     setState / freeze / unfreeze / zeroGrad (sync, O(size) copies), sgdStep / adamStep /
 //     clipGradNorm / addEwcPenalty (Promises; the store is busy meanwhile).
-// new TrainResnet(arch, lastTap, v2Prefix?): taps / tapShape / keptFloats / profile / resetProfile
+// new TrainResnet(arch, lastTap, v2Prefix?): taps / tapShape / keptFloats / profile / resetProfile / release
 //   (sync), forward(x, [n, c, h, w], bnTrain, startTap) and backward(dOut) (Promises; busy meanwhile).
 // A TrainParams made with (resnet, "params" | "buffers") is a view of that network's store and
 // shares its busy state.
@@ -259,6 +259,7 @@ class TrainResnet : public Napi::ObjectWrap<TrainResnet> {
                         InstanceMethod("keptFloats", &TrainResnet::KeptFloats),
                         InstanceMethod("profile", &TrainResnet::Profile),
                         InstanceMethod("resetProfile", &TrainResnet::ResetProfile),
+                        InstanceMethod("release", &TrainResnet::Release),
                         InstanceMethod("forward", &TrainResnet::Forward),
                         InstanceMethod("backward", &TrainResnet::Backward)});
   }
@@ -307,6 +308,11 @@ class TrainResnet : public Napi::ObjectWrap<TrainResnet> {
     Napi::Object o = Napi::Object::New(env);
     for (const auto& [k, v] : shared_->net->profile()) o.Set(k, v);
     return o;
+  }
+  Napi::Value Release(const Napi::CallbackInfo& info) {
+    notBusy(info.Env());
+    shared_->net->release();
+    return info.Env().Undefined();
   }
   Napi::Value ResetProfile(const Napi::CallbackInfo& info) {
     notBusy(info.Env());

@@ -40,6 +40,7 @@ interface NativeNet {
   keptFloats(): number;
   profile(): Record<string, number>;
   resetProfile(): void;
+  release(): void;
   forward(x: Float32Array, shape: number[], bnTrain: boolean, startTap: string): Promise<Float32Array>;
   backward(dOut: Float32Array): Promise<void>;
 }
@@ -112,6 +113,16 @@ export class TrainResnet {
   }
   resetProfile(): void {
     callNativeSync(() => this.#n.resetProfile());
+  }
+
+  /** Drops the activations the last forward kept (a forward used for features only). */
+  release(): void {
+    callNativeSync(() => this.#n.release());
+  }
+
+  /** The initializer-name prefix of a v2 arch ('' for torchvision archs). */
+  get v2Prefix(): string {
+    return V2_PREFIXES[this.arch] ?? '';
   }
 
   /** Runs x [n, c, h, w] to lastTap's output. */
