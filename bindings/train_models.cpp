@@ -5,7 +5,8 @@
 //     clipGradNorm / addEwcPenalty (Promises resolving a number).
 //   new TrainParams(resnet, 'params' | 'buffers'): the same over a TrainResnet's stores.
 //   new TrainResnet(arch, lastTap, v2Prefix?); taps(); tapShape(tap, n, h, w); keptFloats();
-//     profile() -> { '<stage> <op> forward|backward': seconds }; resetProfile();
+//     profile() -> { '<stage> <op> forward|backward': seconds }; resetProfile(); release() (drops
+//     the kept activations);
 //     forward(x, [n, c, h, w], bnTrain, startTap) -> Promise<Float32Array>; backward(dOut) -> Promise.
 // A network and the views of its stores share one busy state: while a step, forward or
 // backward is in flight, everything that reads or writes the tensors is refused (ERR_BUSY).
@@ -243,8 +244,8 @@ class TrainResnetWrap : public Napi::ObjectWrap<TrainResnetWrap> {
     return DefineClass(env, "TrainResnet",
                        {InstanceMethod("taps", &W::Taps), InstanceMethod("tapShape", &W::TapShape),
                         InstanceMethod("keptFloats", &W::KeptFloats), InstanceMethod("profile", &W::Profile),
-                        InstanceMethod("resetProfile", &W::ResetProfile), InstanceMethod("forward", &W::Forward),
-                        InstanceMethod("backward", &W::Backward)});
+                        InstanceMethod("resetProfile", &W::ResetProfile), InstanceMethod("release", &W::Release),
+                        InstanceMethod("forward", &W::Forward), InstanceMethod("backward", &W::Backward)});
   }
   explicit TrainResnetWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TrainResnetWrap>(info) {
     Napi::Env env = info.Env();
@@ -289,6 +290,11 @@ class TrainResnetWrap : public Napi::ObjectWrap<TrainResnetWrap> {
   Napi::Value ResetProfile(const Napi::CallbackInfo& info) {
     notBusy(info.Env());
     shared_->net->resetProfile();
+    return info.Env().Undefined();
+  }
+  Napi::Value Release(const Napi::CallbackInfo& info) {
+    notBusy(info.Env());
+    shared_->net->release();
     return info.Env().Undefined();
   }
   Napi::Value Forward(const Napi::CallbackInfo& info) {

@@ -233,6 +233,8 @@ export interface NativeTrainResnet {
   /** Seconds per '<stage> <op> forward|backward' since the last resetProfile(); ERR_BUSY while busy. */
   profile(): Record<string, number>;
   resetProfile(): void;
+  /** Drops the activations the last forward kept. */
+  release(): void;
   /** x [n, c, h, w] from `startTap` ('input' or a tap whose output x is) to the last tap. */
   forward(x: Float32Array, shape: number[], bnTrain: boolean, startTap: string): Promise<Float32Array>;
   /** The gradient of the last forward's output into the parameters' gradients. */

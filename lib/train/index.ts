@@ -7,3 +7,5 @@ export { TrainResnet, TRAINABLE_ARCHS, RESNET_TAPS, V2_PREFIXES } from './resnet
 export type { TrainableArch, ResnetTap, ResnetForwardOptions } from './resnet.js';
 export { compactnessStep, PANDA_SGD } from './step.js';
 export type { CompactnessStepOptions, CompactnessStepResult } from './step.js';
+export { pandaFineTune, pandaFrozenPrefixes, pandaCacheTap, pooledFeatures } from './panda.js';
+export type { PandaOptions, PandaResult } from './panda.js';

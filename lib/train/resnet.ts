@@ -105,6 +105,16 @@ export class TrainResnet {
     callNativeSync(() => this.#n.resetProfile());
   }
 
+  /** Drops the activations the last forward kept (a forward used for features only). */
+  release(): void {
+    callNativeSync(() => this.#n.release());
+  }
+
+  /** The initializer-name prefix of a v2 arch ('' for torchvision archs). */
+  get v2Prefix(): string {
+    return V2_PREFIXES[this.arch] ?? '';
+  }
+
   /** Runs x [n, c, h, w] to lastTap's output. */
   async forward(x: Float32Array, shape: readonly [number, number, number, number], options: ResnetForwardOptions = {}): Promise<Float32Array> {
     const s = expectNchw(shape, 'shape');
