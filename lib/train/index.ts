@@ -9,3 +9,4 @@ export { compactnessStep, PANDA_SGD } from './step.js';
 export type { CompactnessStepOptions, CompactnessStepResult } from './step.js';
 export { pandaFineTune, pandaFrozenPrefixes, pandaCacheTap, pooledFeatures } from './panda.js';
 export type { PandaOptions, PandaResult } from './panda.js';
+export { saveCheckpoint, loadCheckpoint } from './checkpoint.js';

@@ -76,3 +76,29 @@ describe('pandaFineTune', () => {
     await expect(pandaFineTune(net, images, shape, { batchSize: 0 })).rejects.toThrow(/options.batchSize must be >= 1/);
   });
 });
+
+describe('checkpoints', () => {
+  it('round-trip parameters, buffers and momentum by name, with metadata; a mismatched network is refused', async () => {
+    const { tempDir } = await import('../helpers/tmp.js');
+    const { saveCheckpoint, loadCheckpoint, readSafetensors } = await import('../../lib/index.js');
+    const { dir, cleanup } = tempDir();
+    try {
+      const first = seededNet();
+      await pandaFineTune(first, images, shape, { batchSize: 5, seed: 1, epochs: 1 });
+      const path = `${dir}/ckpt.safetensors`;
+      await saveCheckpoint(first, path, { epoch: '1' }, { momentum: true });
+      const file = await readSafetensors(path);
+      expect(file.metadata).toMatchObject({ arch: 'resnet18', lastTap: 'layer4', epoch: '1' });
+      expect(Object.keys(file.tensors)).toContain('layer3.0.conv1.weight.momentum_buffer');
+      const resumed = seededNet();
+      expect((await loadCheckpoint(resumed, path)).epoch).toBe('1');
+      for (const p of resumed.params.names()) expect(firstDifference(resumed.params.value(p), first.params.value(p)), p).toBe(-1);
+      const mb = resumed.params.state('layer4.1.conv2.weight', 'momentum_buffer');
+      expect(mb && firstDifference(mb, first.params.state('layer4.1.conv2.weight', 'momentum_buffer')!)).toBe(-1);
+      const bad = new TrainResnet('resnet34');
+      await expect(loadCheckpoint(bad, path)).rejects.toMatchObject({ code: 'ERR_WEIGHTS_MISMATCH' });
+    } finally {
+      cleanup();
+    }
+  });
+});
