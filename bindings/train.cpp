@@ -29,6 +29,7 @@
 #include "anomalens/train/params.h"
 #include "anomalens/train/resnet.h"
 #include "common.h"
+#include "train_shared.h"
 
 namespace anomalens::bindings {
 namespace {
@@ -439,12 +440,8 @@ Napi::Value EwcPenalty(const Napi::CallbackInfo& info) {
 
 // ---- parameter store ---------------------------------------------------------------------
 
-// A store and its busy state, shared by a TrainResnet and the TrainParams views of it.
-struct Shared {
-  std::shared_ptr<TrainableResnet> net;  // null for a standalone store
-  std::shared_ptr<ParamStore> params, buffers;
-  bool busy = false;
-};
+// A store and its busy state, shared by a network and the TrainParams views of it.
+using Shared = TrainShared;
 
 class TrainResnet;
 std::shared_ptr<Shared> sharedOf(Napi::Value v);
@@ -469,7 +466,7 @@ class TrainParams : public Napi::ObjectWrap<TrainParams> {
   // new TrainParams(): a standalone store; new TrainParams(resnet, 'params' | 'buffers'): a view
   // of a TrainResnet's parameters or BN buffers.
   explicit TrainParams(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TrainParams>(info) {
-    if (info.Length() >= 1 && info[0].IsObject()) {
+    if (info.Length() >= 1 && (info[0].IsObject() || info[0].IsExternal())) {
       shared_ = sharedOf(info[0]);
       const bool buffers = info[1].IsString() && info[1].As<Napi::String>().Utf8Value() == "buffers";
       storePtr_ = buffers ? shared_->buffers : shared_->params;
@@ -745,6 +742,7 @@ class TrainResnet : public Napi::ObjectWrap<TrainResnet> {
 };
 
 std::shared_ptr<Shared> sharedOf(Napi::Value v) {
+  if (auto h = sharedFromHandle(v)) return h;
   Napi::Object o = v.As<Napi::Object>();
   TrainResnet* net = Napi::ObjectWrap<TrainResnet>::Unwrap(o);
   if (!net) throw Napi::TypeError::New(v.Env(), "expected a TrainResnet");
