@@ -7,3 +7,5 @@ export { TrainResnet, TRAINABLE_ARCHS, RESNET_TAPS } from './resnet.js';
 export type { TrainableArch, ResnetTap, ResnetForwardOptions } from './resnet.js';
 export { compactnessStep, PANDA_SGD } from './step.js';
 export type { CompactnessStepOptions, CompactnessStepResult } from './step.js';
+export { TrainRd, RD_TEACHERS, RD_ADAM } from './rd.js';
+export type { RdTeacher, RdForwardOptions, RdStepResult } from './rd.js';

@@ -49,7 +49,8 @@ int Tape::conv(int x, const std::string& module, int64_t stride, int64_t pad) {
                 stride, stride, pad, pad};
   Tensor y({s.n, s.k, s.oh(), s.ow()});
   conv2dForward(s, v.data(), w.value(), nullptr, y.data());
-  Node nd{Kind::Conv};
+  Node nd;
+  nd.kind = Kind::Conv;
   nd.in = {x};
   nd.weight = &w;
   nd.cs = s;
@@ -66,7 +67,8 @@ int Tape::convTranspose(int x, const std::string& module, int64_t stride) {
                          stride, stride, 0, 0};
   Tensor y({s.n, s.k, s.oh(), s.ow()});
   convTranspose2dForward(s, v.data(), w.value(), nullptr, y.data());
-  Node nd{Kind::ConvT};
+  Node nd;
+  nd.kind = Kind::ConvT;
   nd.in = {x};
   nd.weight = &w;
   nd.ts = s;
@@ -82,7 +84,8 @@ int Tape::bn(int x, const std::string& module, bool train) {
   require(gamma.numel() == v.dim(1), module + ": expected " + std::to_string(gamma.numel()) +
                                          " channels, received " + std::to_string(v.dim(1)));
   Tensor y(v.shape());
-  Node nd{Kind::Bn};
+  Node nd;
+  nd.kind = Kind::Bn;
   nd.in = {x};
   nd.weight = &gamma;
   nd.beta = &beta;
@@ -108,7 +111,8 @@ int Tape::relu(int x) {
   const Tensor& v = vals_.at(static_cast<size_t>(x));
   Tensor y(v.shape());
   reluForward(v.numel(), v.data(), y.data());
-  Node nd{Kind::Relu};
+  Node nd;
+  nd.kind = Kind::Relu;
   nd.in = {x};
   return push(std::move(y), std::move(nd), needsGrad_[x]);
 }
@@ -120,7 +124,8 @@ int Tape::add(int a, int b) {
                                         " differ");
   Tensor y(va.shape());
   addForward(va.numel(), va.data(), vb.data(), y.data());
-  Node nd{Kind::Add};
+  Node nd;
+  nd.kind = Kind::Add;
   nd.in = {a, b};
   return push(std::move(y), std::move(nd), needsGrad_[a] || needsGrad_[b]);
 }
@@ -144,7 +149,8 @@ int Tape::concat(const std::vector<int>& xs) {
   }
   Tensor y({v0.dim(0), total, v0.dim(2), v0.dim(3)});
   concatForward(v0.dim(0), static_cast<int64_t>(xs.size()), cs.data(), v0.dim(2), v0.dim(3), ptrs.data(), y.data());
-  Node nd{Kind::Concat};
+  Node nd;
+  nd.kind = Kind::Concat;
   nd.in = xs;
   nd.parts = cs;
   return push(std::move(y), std::move(nd), grad);

@@ -50,7 +50,7 @@ class Tape {
  private:
   enum class Kind { Conv, ConvT, Bn, Relu, Add, Concat };
   struct Node {
-    Kind kind;
+    Kind kind = Kind::Conv;
     std::vector<int> in;
     int out = -1;
     Param* weight = nullptr;  // conv, transposed conv; BN gamma
