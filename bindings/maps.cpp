@@ -11,6 +11,7 @@
 
 #include "anomalens/knn.h"
 #include "anomalens/maps.h"
+#include "anomalens/maps_resize_aligned.h"
 #include "common.h"
 
 namespace anomalens::bindings {
@@ -150,6 +151,19 @@ Napi::Value ResizeBilinear(const Napi::CallbackInfo& info) {
   });
 }
 
+Napi::Value ResizeBilinearAlignCorners(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&] {
+    const Shape s = dims(info[1], "shape", 4), size = dims(info[2], "size", 2);
+    const float* in = inputData(info[0], "maps", s);
+    const int64_t count = numel({s[0], s[1], size[0], size[1]});
+    checkOut(info[3], count);
+    auto* w = new MapsWorker(env, "resizeBilinearAlignCorners", {{in, numel(s), "maps", s}}, true, count, info[3],
+                             [=](float* out) { resizeBilinearAlignCorners(in, s[0], s[1], s[2], s[3], size[0], size[1], out); });
+    return queue(w, {info[0], info[3]});
+  });
+}
+
 Napi::Value GaussianBlur(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guard(env, [&] {
@@ -198,6 +212,7 @@ Napi::Value L2Distance(const Napi::CallbackInfo& info) {
 
 void init(Napi::Env env, Napi::Object exports) {
   exports.Set("mapsResizeBilinear", Napi::Function::New(env, ResizeBilinear, "mapsResizeBilinear"));
+  exports.Set("mapsResizeBilinearAlignCorners", Napi::Function::New(env, ResizeBilinearAlignCorners, "mapsResizeBilinearAlignCorners"));
   exports.Set("mapsGaussianBlur", Napi::Function::New(env, GaussianBlur, "mapsGaussianBlur"));
   exports.Set("mapsCosineDistance", Napi::Function::New(env, CosineDistance, "mapsCosineDistance"));
   exports.Set("mapsL2Distance", Napi::Function::New(env, L2Distance, "mapsL2Distance"));
