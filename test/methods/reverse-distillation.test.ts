@@ -3,6 +3,7 @@
 // weights, teacher taps of a 64 x 64 image), and the Detector glue on a seeded resnet18
 // backbone: epochs with progress, checkpoints under the original names, save / load, a student
 // loaded from a checkpoint scoring identically, cancellation.
+import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -65,6 +66,32 @@ describe('Reverse Distillation anomaly map against the original', () => {
     const parts = await Promise.all([0, 1, 2].map((i) => rdAnomalyMap([f[i]], [s[i]], size, { sigma: 0 })));
     for (const k of [0, 77, 4095, 8191]) expect(mul.maps[k]).toBeCloseTo(parts[0].maps[k] * parts[1].maps[k] * parts[2].maps[k], 6);
   });
+});
+
+// The converter of an original .pth checkpoint, where Debian's python3-torch is installed.
+const torchPython = (() => {
+  try {
+    execFileSync('/usr/bin/python3', ['-c', 'import torch'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+})();
+if (!torchPython) console.log('skipping the .pth converter test: /usr/bin/python3 with torch is not installed');
+
+describe.skipIf(!torchPython)('scripts/rd_pth_to_safetensors.py', () => {
+  it('converts an original {bn, decoder} checkpoint to names anomalens loads', async () => {
+    const root = join(import.meta.dirname, '..', '..');
+    const pth = join(dir, 'rd18.pth');
+    const out = join(dir, 'rd18.safetensors');
+    const make = `import sys, torch; sys.path.insert(0, ${JSON.stringify(join(root, 'test', 'fixtures', 'rd'))}); import make_fixtures as M; m = M.seeded_student('resnet18'); torch.save({'bn': m.bn.state_dict(), 'decoder': m.decoder.state_dict()}, ${JSON.stringify(pth)})`;
+    execFileSync('/usr/bin/python3', ['-c', make], { stdio: 'ignore' });
+    execFileSync('/usr/bin/python3', [join(root, 'scripts', 'rd_pth_to_safetensors.py'), pth, out], { stdio: 'ignore' });
+    const rd = new TrainRd('resnet18');
+    const { loadStudent } = await import('../../lib/methods/reverse-distillation.js');
+    loadStudent(rd, (await readSafetensors(out)).tensors, out);
+    for (const name of rd.tensorNames()) expect(relError(rd.tensor(name), seededTensor(name, rd.shape(name))), name).toBe(0);
+  }, 60_000);
 });
 
 describe('reverse-distillation detector', () => {
