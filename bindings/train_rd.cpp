@@ -157,6 +157,7 @@ class TrainRd : public Napi::ObjectWrap<TrainRd> {
             return Napi::Value(a);
           },
           [sh] { sh->busy = false; });
+      for (uint32_t i = 0; i < 3; ++i) wk->pin(info[0].As<Napi::Array>().Get(i));
       return queue(wk, info);
     });
   }

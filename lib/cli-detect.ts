@@ -6,6 +6,7 @@ import { basename, extname, join } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { ARCHS, type Arch } from './backbone.js';
 import { openFolders, openMvtec, type Dataset } from './datasets.js';
+import { trainingHooks } from './cli-train.js';
 import { Detector, METHODS, type DetectorOptions, type EvaluationReport, type MethodName, type ProgressEvent } from './detector.js';
 import { AnomalensError } from './errors.js';
 import { listImages } from './images.js';
@@ -87,7 +88,9 @@ function detectorOptions(o: Record<string, unknown>, weights: string): DetectorO
   return {
     method: o.method as MethodName, arch: o.arch as Arch, weights,
     size: o.size as number | undefined, batchSize: o.batch as number | undefined,
-    methodOptions: (o.option as Record<string, unknown>) ?? {},
+    methodOptions: o.method === 'reverse-distillation'
+      ? { ...trainingHooks(o.progress !== false), ...((o.option as Record<string, unknown>) ?? {}) }
+      : (o.option as Record<string, unknown>) ?? {},
   };
 }
 
