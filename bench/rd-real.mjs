@@ -27,7 +27,7 @@ const { values } = parseArgs({
     threads: { type: 'string', default: '2' },
     goodTest: { type: 'string', default: '40' },
     perDefect: { type: 'string', default: '8' },
-    peer: { type: 'boolean', default: true },
+    noPeer: { type: 'boolean', default: false },
     data: { type: 'string', default: join(root, '..', 'shared', 'data', 'magnetic-tile') },
     weights: { type: 'string', default: join(root, '..', 'shared', 'data', 'weights', 'resnet50v2-onnxzoo-stages1-3.safetensors') },
   },
@@ -64,7 +64,7 @@ const ours = {
 console.error(JSON.stringify(ours));
 
 let peer = null;
-if (values.peer) {
+if (!values.noPeer) {
   const dir = mkdtempSync(join(tmpdir(), 'rd-peer-'));
   try {
     const subset = join(dir, 'subset.json');
