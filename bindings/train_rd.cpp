@@ -16,6 +16,7 @@
 #include "anomalens/train/optim.h"
 #include "anomalens/train/rd.h"
 #include "common.h"
+#include "train_glue.h"
 #include "train_shared.h"
 
 namespace anomalens::bindings {
@@ -42,23 +43,7 @@ namespace {
 
 using namespace anomalens::train;
 
-class Worker : public PromiseWorker {
- public:
-  Worker(Napi::Env env, const char* name, std::function<void()> compute, std::function<Napi::Value(Napi::Env)> result,
-         std::function<void()> finished)
-      : PromiseWorker(env, name), compute_(std::move(compute)), result_(std::move(result)),
-        finished_(std::move(finished)) {}
-
- protected:
-  void compute() override { compute_(); }
-  Napi::Value result(Napi::Env env) override { return result_(env); }
-  void finished() override { finished_(); }
-
- private:
-  std::function<void()> compute_;
-  std::function<Napi::Value(Napi::Env)> result_;
-  std::function<void()> finished_;
-};
+using Worker = train_glue::TrainWorker;
 
 std::vector<int64_t> three(Napi::Value v, const char* what) {
   Shape s = shapeFromJs(v, what);

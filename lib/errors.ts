@@ -13,6 +13,7 @@
  * | ERR_DISPOSED | the object was disposed |
  * | ERR_NATIVE_LOAD | the native addon could not be loaded |
  * | ERR_OUT_OF_MEMORY | an allocation failed |
+ * | ERR_ABORTED | an operation was cancelled through its AbortSignal |
  * | ERR_INTERNAL | a bug: please report it |
  *
  * Wrong types are reported as TypeError and bad values as RangeError by the argument

@@ -1,7 +1,8 @@
 /**
  * Training ops: forward/backward pairs of the layers PANDA and Reverse Distillation train
  * (convolution, transposed convolution, batch norm in training and frozen mode, ReLU, residual
- * add, channel concatenation, global average pooling, linear), computed natively (oneDNN).
+ * add, channel concatenation, global average pooling, max pooling, linear), computed natively
+ * (oneDNN; max pooling in plain loops).
  *
  * Tensors are float32 NCHW Float32Arrays. A backward takes what its forward kept (named in
  * each doc comment) and the output gradient `dy`, and resolves the input and parameter
@@ -292,4 +293,40 @@ export async function linearBackward(x: Float32Array, weight: Float32Array, dy: 
   const dys = expectData(dy, 'dy', nn * kk);
   const want = expectWants(wants, 'wants', ['dx', 'dw', 'db']);
   return callNative(() => native().trainLinearBackward(xs, ws, dys, [nn, dd, kk], want) as Promise<ConvGradients>);
+}
+
+/** torch.nn.MaxPool2d geometry: input [n, c, h, w], window k, stride (default k), padding (default 0, <= k / 2). */
+export interface MaxPoolGeometry {
+  n: number;
+  c: number;
+  h: number;
+  w: number;
+  k: number;
+  stride?: number;
+  padding?: number;
+}
+
+function maxPoolGeometry(g: unknown): { geom: number[]; oh: number; ow: number } {
+  const o = expectObject(g, 'geometry');
+  const [n, c, h, w, k] = (['n', 'c', 'h', 'w', 'k'] as const).map((key) => expectSize(o[key], `geometry.${key}`));
+  const stride = o.stride === undefined ? k : expectSize(o.stride, 'geometry.stride');
+  const pad = o.padding === undefined ? 0 : expectPair(o.padding, 'geometry.padding', 0, 0)[0];
+  if (2 * pad > k) throw new RangeError(`geometry.padding must be <= k / 2 (${k / 2}), received ${pad}`);
+  if (h + 2 * pad < k || w + 2 * pad < k) throw new RangeError(`geometry: input ${h} x ${w} is smaller than the ${k} x ${k} window`);
+  return { geom: [n, c, h, w, k, stride, pad], oh: Math.floor((h + 2 * pad - k) / stride) + 1, ow: Math.floor((w + 2 * pad - k) / stride) + 1 };
+}
+
+/** torch.nn.MaxPool2d(k, stride, padding) forward: x [n, c, h, w] -> [n, c, oh, ow]. */
+export async function maxPool2dForward(x: Float32Array, geometry: MaxPoolGeometry): Promise<Float32Array> {
+  const { geom } = maxPoolGeometry(geometry);
+  const xs = expectData(x, 'x', geom[0] * geom[1] * geom[2] * geom[3]);
+  return callNative(() => native().trainMaxPool2dForward(xs, geom) as Promise<Float32Array>);
+}
+
+/** Backward of maxPool2dForward. Keeps: x. Each output's gradient goes to its window's first maximum (torch's choice). */
+export async function maxPool2dBackward(x: Float32Array, dy: Float32Array, geometry: MaxPoolGeometry): Promise<Float32Array> {
+  const { geom, oh, ow } = maxPoolGeometry(geometry);
+  const xs = expectData(x, 'x', geom[0] * geom[1] * geom[2] * geom[3]);
+  const dys = expectData(dy, 'dy', geom[0] * geom[1] * oh * ow);
+  return callNative(() => native().trainMaxPool2dBackward(xs, dys, geom) as Promise<Float32Array>);
 }

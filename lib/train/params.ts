@@ -64,6 +64,7 @@ interface NativeParams {
   sgdStep(lr: number, momentum: number, dampening: number, weightDecay: number, nesterov: boolean): Promise<number>;
   adamStep(lr: number, beta1: number, beta2: number, eps: number, weightDecay: number): Promise<number>;
   clipGradNorm(maxNorm: number): Promise<number>;
+  addEwcPenalty(lambda: number): Promise<number>;
 }
 
 const VIEW = Symbol('TrainParams view');
@@ -165,6 +166,25 @@ export class TrainParams {
     const eps = o.eps === undefined ? 1e-8 : expectNumber(o.eps, 'options.eps', { min: 0 });
     const weightDecay = o.weightDecay === undefined ? 0 : expectNumber(o.weightDecay, 'options.weightDecay', { min: 0 });
     await callNative(() => this.#p.adamStep(lr, betas[0], betas[1], eps, weightDecay));
+  }
+
+  /**
+   * Sets a parameter's EWC anchor: its pretrained value theta* and diagonal Fisher F (states
+   * `ewc_star`, `ewc_fisher`), used by addEwcPenalty.
+   */
+  setEwcAnchor(name: string, thetaStar: Float32Array, fisher: Float32Array): void {
+    this.setState(name, 'ewc_star', thetaStar);
+    this.setState(name, 'ewc_fisher', fisher);
+  }
+
+  /**
+   * PANDA's EWC penalty lambda / 2 * sum F (theta - theta*)^2 over the trainable parameters that
+   * have an anchor (setEwcAnchor); its gradient lambda * F * (theta - theta*) is added to theirs.
+   * lambda defaults to PANDA's 1e4. Resolves the penalty.
+   */
+  async addEwcPenalty(lambda = 1e4): Promise<number> {
+    const l = expectNumber(lambda, 'lambda', { min: 0 });
+    return callNative(() => this.#p.addEwcPenalty(l));
   }
 
   /** torch.nn.utils.clip_grad_norm_: scales every gradient by min(maxNorm / (total + 1e-6), 1). Resolves the total norm. */

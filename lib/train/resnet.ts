@@ -20,15 +20,27 @@ import { expectBoolean, expectFloat32Array, expectObject, expectOneOf, expectStr
 import { paramsView, type TrainParams } from './params.js';
 import { expectNchw, product } from './validate.js';
 
-export const TRAINABLE_ARCHS = ['resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152', 'wide_resnet50_2', 'wide_resnet101_2'] as const;
+export const TRAINABLE_ARCHS = [
+  'resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152', 'wide_resnet50_2', 'wide_resnet101_2',
+  'resnet18_v2', 'resnet34_v2', 'resnet50_v2', 'resnet101_v2', 'resnet152_v2',
+] as const;
 export type TrainableArch = (typeof TRAINABLE_ARCHS)[number];
-export const RESNET_TAPS = ['layer1', 'layer2', 'layer3', 'layer4'] as const;
+/** torchvision's taps (v1 archs) and the ONNX Model Zoo's (v2 archs). */
+export const RESNET_TAPS = ['layer1', 'layer2', 'layer3', 'layer4', 'stage1', 'stage2', 'stage3', 'stage4'] as const;
 export type ResnetTap = (typeof RESNET_TAPS)[number];
+/** The initializer-name prefix of each ONNX Model Zoo v2 model (Gluon's model counter). */
+export const V2_PREFIXES: Readonly<Record<string, string>> = Object.freeze({
+  resnet18_v2: 'resnetv22_', resnet34_v2: 'resnetv23_', resnet50_v2: 'resnetv24_', resnet101_v2: 'resnetv25_',
+  resnet152_v2: 'resnetv27_',
+});
 
 interface NativeNet {
   taps(): string[];
   tapShape(tap: string, n: number, h: number, w: number): number[];
   keptFloats(): number;
+  profile(): Record<string, number>;
+  resetProfile(): void;
+  release(): void;
   forward(x: Float32Array, shape: number[], bnTrain: boolean, startTap: string): Promise<Float32Array>;
   backward(dOut: Float32Array): Promise<void>;
 }
@@ -49,12 +61,19 @@ export class TrainResnet {
   readonly arch: TrainableArch;
   readonly lastTap: ResnetTap;
 
-  constructor(arch: TrainableArch, options: { lastTap?: ResnetTap } = {}) {
+  /**
+   * @param options.lastTap the deepest tap (default layer4, or stage4 for v2 archs).
+   * @param options.v2Prefix v2 initializer-name prefix (default the arch's, V2_PREFIXES).
+   */
+  constructor(arch: TrainableArch, options: { lastTap?: ResnetTap; v2Prefix?: string } = {}) {
     this.arch = expectOneOf(arch, 'arch', TRAINABLE_ARCHS);
     const o = expectObject(options, 'options');
-    this.lastTap = o.lastTap === undefined ? 'layer4' : expectOneOf(o.lastTap, 'options.lastTap', RESNET_TAPS);
-    const Ctor = native().TrainResnet as new (arch: string, tap: string) => NativeNet;
-    this.#n = callNativeSync(() => new Ctor(this.arch, this.lastTap));
+    const v2 = this.arch.endsWith('_v2');
+    const taps = RESNET_TAPS.filter((t) => t.startsWith(v2 ? 'stage' : 'layer'));
+    this.lastTap = o.lastTap === undefined ? taps[3] : expectOneOf(o.lastTap, 'options.lastTap', taps);
+    const prefix = o.v2Prefix === undefined ? (V2_PREFIXES[this.arch] ?? '') : expectString(o.v2Prefix, 'options.v2Prefix');
+    const Ctor = native().TrainResnet as new (arch: string, tap: string, prefix: string) => NativeNet;
+    this.#n = callNativeSync(() => new Ctor(this.arch, this.lastTap, prefix));
     this.params = paramsView(this.#n, 'params');
     this.buffers = paramsView(this.#n, 'buffers');
   }
@@ -86,6 +105,24 @@ export class TrainResnet {
   /** Floats kept for the backward since the last forward. */
   keptFloats(): number {
     return this.#n.keptFloats();
+  }
+
+  /** Seconds per '<stage> <op> forward|backward' since the last resetProfile(): where a step's time goes. */
+  profile(): Record<string, number> {
+    return callNativeSync(() => this.#n.profile());
+  }
+  resetProfile(): void {
+    callNativeSync(() => this.#n.resetProfile());
+  }
+
+  /** Drops the activations the last forward kept (a forward used for features only). */
+  release(): void {
+    callNativeSync(() => this.#n.release());
+  }
+
+  /** The initializer-name prefix of a v2 arch ('' for torchvision archs). */
+  get v2Prefix(): string {
+    return V2_PREFIXES[this.arch] ?? '';
   }
 
   /** Runs x [n, c, h, w] to lastTap's output. */

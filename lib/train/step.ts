@@ -3,7 +3,8 @@
  * original's run_epoch does it: features = global average pool of the last tap, loss =
  * compactness to the fixed centre, backward, clip_grad_norm_(clip) over every parameter, then
  * SGD (whose weight decay is added after the clipping, unclipped, as torch does). The network
- * stays in eval mode (BN frozen) unless `bnTrain` is set. Read back the loss, the features, and
+ * stays in eval mode (BN frozen) unless `bnTrain` is set. With `ewcLambda`, PANDA's EWC penalty
+ * joins the loss (and its gradient the gradients) before the clipping, as in the original. Read back the loss, the features, and
  * by name the gradients (clipped), parameters and optimiser state (net.params).
  *
  * @example
@@ -25,6 +26,9 @@ export interface CompactnessStepOptions {
   sgd?: SgdOptions;
   /** BN in training mode; default false (PANDA keeps the model in eval mode). */
   bnTrain?: boolean;
+  /** PANDA's EWC variant: lambda of the penalty over the parameters with an anchor
+   * (net.params.setEwcAnchor), added to the loss before clipping; default none. */
+  ewcLambda?: number;
 }
 
 export interface CompactnessStepResult {
@@ -53,8 +57,10 @@ export async function compactnessStep(
   // Pooling reads only h * w: [n, c, h * w, 1] is the output's own layout.
   const fShape: [number, number, number, number] = [s[0], c, out.length / (s[0] * c), 1];
   const features = await globalAvgPoolForward(out, fShape);
-  const { loss, grad } = await compactnessLoss(features, centre, s[0], c);
+  const ewc = o.ewcLambda === undefined ? null : expectNumber(o.ewcLambda, 'options.ewcLambda', { min: 0 });
+  const { loss: compact, grad } = await compactnessLoss(features, centre, s[0], c);
   await net.backward(await globalAvgPoolBackward(grad, fShape));
+  const loss = ewc === null ? compact : compact + (await net.params.addEwcPenalty(ewc));
   const gradNorm = clip === null ? null : await net.params.clipGradNorm(clip);
   await net.params.sgdStep((o.sgd as SgdOptions | undefined) ?? PANDA_SGD);
   return { loss, features, gradNorm };

@@ -2,7 +2,7 @@
 // compactness loss, RD4AD's loss_function (whole-map cosine per scale), PANDA's EWC penalty;
 // plus float64 finite differences of slow twins, and errors.
 import { describe, expect, it } from 'vitest';
-import { compactnessLoss, cosineMapLoss, ewcPenalty } from '../../lib/index.js';
+import { TrainParams, compactnessLoss, cosineMapLoss, ewcPenalty } from '../../lib/index.js';
 import { finiteDifferences, loadTrainFixtures, relError } from '../helpers/train-reference.js';
 
 const fx = loadTrainFixtures();
@@ -62,6 +62,29 @@ describe('training losses', () => {
     const r = await ewcPenalty(fx.input(c, 'theta'), fx.input(c, 'star'), fx.input(c, 'fisher'), c.params.lambda as number);
     expect(relScalar(r.loss, c.outputs.loss.value!)).toBeLessThan(1e-6);
     expect(relError(r.grad, fx.get(c, 'grad'))).toBeLessThan(1e-6);
+  });
+
+  it("ewc over a store: PANDA's penalty summed over anchored trainable parameters, gradients added", async () => {
+    const c = byName('ewc');
+    const [theta, star, fisher] = [fx.input(c, 'theta'), fx.input(c, 'star'), fx.input(c, 'fisher')];
+    const ps = new TrainParams();
+    ps.add('layer3.w', [5, 10], theta);
+    ps.add('layer4.w', [5, 10], theta.map((v) => v * 0.5));
+    ps.add('layer2.w', [5, 10], theta.map((v) => v * 2)); // frozen: skipped
+    ps.add('fc.weight', [5, 10], theta); // no anchor: skipped, as PANDA's 'fc' exclusion
+    ps.freeze('layer2.');
+    for (const n of ['layer3.w', 'layer4.w', 'layer2.w']) ps.setEwcAnchor(n, star, fisher);
+    const base = Float32Array.from({ length: 50 }, (_, i) => 0.01 * i);
+    for (const n of ps.names()) ps.setGrad(n, base);
+    const penalty = await ps.addEwcPenalty();
+    const a = await ewcPenalty(theta, star, fisher);
+    const b = await ewcPenalty(ps.value('layer4.w'), star, fisher);
+    expect(relScalar(a.loss, c.outputs.loss.value!)).toBeLessThan(1e-6);
+    expect(relScalar(penalty, a.loss + b.loss)).toBeLessThan(1e-12);
+    expect(relError(ps.grad('layer3.w')!, a.grad.map((v, i) => v + base[i]))).toBeLessThan(1e-6);
+    expect(relError(ps.grad('layer4.w')!, b.grad.map((v, i) => v + base[i]))).toBeLessThan(1e-6);
+    expect(ps.grad('fc.weight')).toEqual(base);
+    await expect(ps.addEwcPenalty(-1)).rejects.toThrow(/lambda must be >= 0/);
   });
 
   it('errors name the argument', async () => {

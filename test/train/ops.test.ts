@@ -1,4 +1,4 @@
-// Training ops: every forward and backward against torch autograd (fixtures from
+// Training ops (max pooling included, with ties): every forward and backward against torch autograd (fixtures from
 // test/fixtures/train/make_fixtures.py, torch 1.13 float32) within 1e-4 normwise relative, and
 // the backwards of convolution, transposed convolution, batch norm (both modes) and linear
 // against central finite differences of float64 twins; argument errors.
@@ -6,7 +6,8 @@ import { describe, expect, it } from 'vitest';
 import {
   addBackward, addForward, batchNormBackward, batchNormFrozenForward, batchNormTrainForward, concatBackward,
   concatForward, conv2dBackward, conv2dForward, convTranspose2dBackward, convTranspose2dForward,
-  globalAvgPoolBackward, globalAvgPoolForward, linearBackward, linearForward, reluBackward, reluForward,
+  globalAvgPoolBackward, globalAvgPoolForward, linearBackward, linearForward, maxPool2dBackward, maxPool2dForward,
+  reluBackward, reluForward,
   type ConvGeometry,
 } from '../../lib/index.js';
 import {
@@ -187,6 +188,24 @@ describe('relu, add, concat, pooling, linear', () => {
     const shape = c.params.shape as [number, number, number, number];
     close(await globalAvgPoolForward(fx.input(c, 'x'), shape), c, 'y');
     close(await globalAvgPoolBackward(fx.input(c, 'dy'), shape), c, 'dx');
+  });
+
+  it('max pooling (3, 2, 1) matches torch, ties to the first maximum', async () => {
+    const c = casesOf('maxPool')[0];
+    const p = c.params as { n: number; c: number; h: number; w: number; k: number; stride: number; padding: number; quantum: number };
+    // torch.round: half to even
+    const roundEven = (v: number) => {
+      const r = Math.round(v);
+      return Math.abs(v - Math.trunc(v)) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+    };
+    const x = fx.input(c, 'x').map((v) => roundEven(v / p.quantum) * p.quantum);
+    let ties = 0;
+    for (let i = 1; i < x.length; i++) if (x[i] === x[i - 1]) ties++;
+    expect(ties).toBeGreaterThan(10);
+    const y = await maxPool2dForward(x, p);
+    expect(relError(y, fx.get(c, 'y'))).toBe(0);
+    const dx = await maxPool2dBackward(x, fx.input(c, 'dy'), p);
+    expect(relError(dx, fx.get(c, 'dx'))).toBeLessThan(1e-6);
   });
 
   it('linear matches autograd and finite differences', async () => {

@@ -26,9 +26,17 @@ void checkBn(const char* op, int64_t n, int64_t c, int64_t h, int64_t w, float e
 
 flags bnFlags(bool frozen) { return flags::use_scale | flags::use_shift | (frozen ? flags::use_global_stats : flags::none); }
 
+std::string bnKey(const char* what, const md& data, float eps, bool frozen) {
+  std::string k = what;
+  for (int64_t v : data.dims()) k += "," + std::to_string(v);
+  return k + "," + std::to_string(eps) + (frozen ? ",frozen" : ",train");
+}
+
 dnnl::batch_normalization_forward::primitive_desc bnForwardPd(const md& data, float eps, bool frozen) {
-  dnnl::batch_normalization_forward::desc d(prop_kind::forward_training, data, eps, bnFlags(frozen));
-  return dnnl::batch_normalization_forward::primitive_desc(d, userScratchpad(), engine());
+  return cachedPd<dnnl::batch_normalization_forward::primitive_desc>(bnKey("fwd", data, eps, frozen), [&] {
+    dnnl::batch_normalization_forward::desc d(prop_kind::forward_training, data, eps, bnFlags(frozen));
+    return dnnl::batch_normalization_forward::primitive_desc(d, userScratchpad(), engine());
+  });
 }
 
 void bnForward(int64_t n, int64_t c, int64_t h, int64_t w, const float* x, const float* gamma, const float* beta,
@@ -91,8 +99,10 @@ void batchNormBackward(int64_t n, int64_t c, int64_t h, int64_t w, const float* 
   guarded("batchNormBackward", [&] {
     const md data({n, c, h, w}, dt::f32, tag::nchw), stat({c}, dt::f32, tag::x);
     auto fwd = bnForwardPd(data, eps, frozenStats);
-    dnnl::batch_normalization_backward::desc d(prop_kind::backward, data, data, eps, bnFlags(frozenStats));
-    dnnl::batch_normalization_backward::primitive_desc pd(d, userScratchpad(), engine(), fwd);
+    auto pd = cachedPd<dnnl::batch_normalization_backward::primitive_desc>(bnKey("bwd", data, eps, frozenStats), [&] {
+      dnnl::batch_normalization_backward::desc d(prop_kind::backward, data, data, eps, bnFlags(frozenStats));
+      return dnnl::batch_normalization_backward::primitive_desc(d, userScratchpad(), engine(), fwd);
+    });
     Call call;
     // oneDNN's backward reads the shift too (unused by the gradient): zeros serve.
     std::vector<float> ones, zeros(c, 0.f), tmpDx, tmpDg, tmpDb;

@@ -60,10 +60,23 @@ ConvMds convMds(const Conv2dShape& s) {
   return m;
 }
 
+// The cache key of a convolution problem.
+std::string convKey(const char* what, const Conv2dShape& s, bool bias) {
+  std::string k = what;
+  for (int64_t v : {s.n, s.c, s.h, s.w, s.k, s.kh, s.kw, s.strideH, s.strideW, s.padH, s.padW})
+    k += "," + std::to_string(v);
+  return k + (bias ? ",b" : ",-");
+}
+
 dnnl::convolution_forward::primitive_desc convForwardPd(const ConvMds& m, bool bias) {
   dnnl::convolution_forward::desc d(prop_kind::forward_training, algorithm::convolution_direct, m.xa, m.wa,
                                     bias ? m.b : md(), m.ya, m.strides, m.padL, m.padR);
   return dnnl::convolution_forward::primitive_desc(d, userScratchpad(), engine());
+}
+
+dnnl::convolution_forward::primitive_desc convForwardPd(const Conv2dShape& s, const ConvMds& m, bool bias) {
+  return cachedPd<dnnl::convolution_forward::primitive_desc>(convKey("fwd", s, bias),
+                                                              [&] { return convForwardPd(m, bias); });
 }
 
 }  // namespace
@@ -81,7 +94,7 @@ void conv2dForward(const Conv2dShape& s, const float* x, const float* w, const f
   applyThreads();
   guarded("conv2dForward", [&] {
     const ConvMds m = convMds(s);
-    auto pd = convForwardPd(m, b != nullptr);
+    auto pd = convForwardPd(s, m, b != nullptr);
     Call call;
     std::unordered_map<int, dnnl::memory> args{
         {DNNL_ARG_SRC, call.input(pd.src_desc(), call.user(m.x, x))},
@@ -101,12 +114,14 @@ void conv2dBackward(const Conv2dShape& s, const float* x, const float* w, const 
   applyThreads();
   guarded("conv2dBackward", [&] {
     const ConvMds m = convMds(s);
-    auto fwd = convForwardPd(m, db != nullptr);
+    auto fwd = convForwardPd(s, m, db != nullptr);
     Call call;
     if (dx) {
-      dnnl::convolution_backward_data::desc d(algorithm::convolution_direct, m.xa, m.wa, m.ya, m.strides, m.padL,
-                                              m.padR);
-      dnnl::convolution_backward_data::primitive_desc pd(d, userScratchpad(), engine(), fwd);
+      auto pd = cachedPd<dnnl::convolution_backward_data::primitive_desc>(convKey("bwd_data", s, db != nullptr), [&] {
+        dnnl::convolution_backward_data::desc d(algorithm::convolution_direct, m.xa, m.wa, m.ya, m.strides, m.padL,
+                                                m.padR);
+        return dnnl::convolution_backward_data::primitive_desc(d, userScratchpad(), engine(), fwd);
+      });
       call.run(dnnl::convolution_backward_data(pd),
                {{DNNL_ARG_DIFF_DST, call.input(pd.diff_dst_desc(), call.user(m.y, dy))},
                 {DNNL_ARG_WEIGHTS, call.input(pd.weights_desc(), call.user(m.w, w))},
@@ -117,9 +132,12 @@ void conv2dBackward(const Conv2dShape& s, const float* x, const float* w, const 
       // oneDNN computes weights and bias gradients together; a bias gradient without the
       // weights one still needs somewhere to put the weights gradient.
       dnnl::memory dwMem = dw ? call.user(m.w, dw) : dnnl::memory(m.w, engine());
-      dnnl::convolution_backward_weights::desc d(algorithm::convolution_direct, m.xa, m.wa, db ? m.b : md(), m.ya,
-                                                 m.strides, m.padL, m.padR);
-      dnnl::convolution_backward_weights::primitive_desc pd(d, userScratchpad(), engine(), fwd);
+      auto pd = cachedPd<dnnl::convolution_backward_weights::primitive_desc>(
+          convKey("bwd_weights", s, db != nullptr), [&] {
+            dnnl::convolution_backward_weights::desc d(algorithm::convolution_direct, m.xa, m.wa, db ? m.b : md(),
+                                                       m.ya, m.strides, m.padL, m.padR);
+            return dnnl::convolution_backward_weights::primitive_desc(d, userScratchpad(), engine(), fwd);
+          });
       std::unordered_map<int, dnnl::memory> args{
           {DNNL_ARG_SRC, call.input(pd.src_desc(), call.user(m.x, x))},
           {DNNL_ARG_DIFF_DST, call.input(pd.diff_dst_desc(), call.user(m.y, dy))},

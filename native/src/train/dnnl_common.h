@@ -3,6 +3,7 @@
 // between the caller's plain NCHW buffers and the layouts the primitives choose.
 #pragma once
 #include <dnnl.hpp>
+#include <mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -43,6 +44,25 @@ class Call {
   dnnl::stream stream_;
   std::vector<std::pair<dnnl::memory, dnnl::memory>> pendingOut_;  // (primitive's, user's)
 };
+
+// Memoises primitive descriptors by a key describing the problem: creating one makes oneDNN
+// try its implementations, which costs as much as running a small layer, and a training step
+// asks for the same few hundred again and again. Bounded (cleared past 4096 entries).
+template <typename Pd, typename Make>
+Pd cachedPd(const std::string& key, Make&& make) {
+  static std::mutex mu;
+  static std::unordered_map<std::string, Pd> cache;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = cache.find(key);
+    if (it != cache.end()) return it->second;
+  }
+  Pd pd = make();
+  std::lock_guard<std::mutex> lock(mu);
+  if (cache.size() >= 4096) cache.clear();
+  cache.emplace(key, pd);
+  return pd;
+}
 
 // Wraps oneDNN failures into anomalens::Error naming the op.
 template <typename F>

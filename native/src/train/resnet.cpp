@@ -6,6 +6,8 @@
 #include "anomalens/train/resnet.h"
 
 #include <algorithm>
+#include <chrono>
+#include <map>
 #include <cstring>
 
 #include "anomalens/error.h"
@@ -20,8 +22,20 @@ namespace {
 
 enum class Kind { Conv, Bn, Relu, Add, MaxPool };
 
+const char* kindName(Kind k) {
+  switch (k) {
+    case Kind::Conv: return "conv";
+    case Kind::Bn: return "batch norm";
+    case Kind::Relu: return "relu";
+    case Kind::Add: return "add";
+    case Kind::MaxPool: return "max pool";
+  }
+  return "?";
+}
+
 struct Node {
   Kind kind;
+  std::string where;  // stage ("stem", "layer3", ...) for the profile
   int in = -1, in2 = -1, out = -1;
   const ConvDef* conv = nullptr;
   Conv2dShape cs;
@@ -54,6 +68,13 @@ struct TrainableResnet::Impl {
   int outId = -1;
   Shape outShape;
   bool recording = false;
+  std::string where = "stem";
+  std::map<std::string, double> profile;  // "<stage> <op> forward|backward" -> seconds
+
+  using Clock = std::chrono::steady_clock;
+  void charge(const std::string& stage, Kind k, const char* pass, Clock::time_point t0) {
+    profile[stage + " " + kindName(k) + " " + pass] += std::chrono::duration<double>(Clock::now() - t0).count();
+  }
 
   // Drops every taped tensor no backward reads: conv / BN / max-pool inputs and ReLU outputs
   // stay; BN outputs (ReLU inputs) and sums go.
@@ -90,6 +111,7 @@ struct TrainableResnet::Impl {
     vals.push_back(out.t);
     needsGrad.push_back(grad);
     node.out = out.id;
+    node.where = where;
     nodes.push_back(std::move(node));
     return out;
   }
@@ -100,7 +122,9 @@ struct TrainableResnet::Impl {
     require(x.c() == d.cin, d.name + ": expected " + std::to_string(d.cin) + " input channels, received " +
                                 std::to_string(x.c()));
     Tensor y({s.n, s.k, s.oh(), s.ow()});
+    const auto t0 = Clock::now();
     conv2dForward(s, x.t.data(), params->at(d.weight).value(), nullptr, y.data());
+    charge(where, Kind::Conv, "forward", t0);
     Node node{Kind::Conv};
     node.conv = &d;
     node.cs = s;
@@ -117,6 +141,7 @@ struct TrainableResnet::Impl {
     Node node{Kind::Bn};
     node.bn = &d;
     node.bnTrain = train;
+    const auto t0 = Clock::now();
     if (train) {
       node.saveMean = Tensor({x.c()});
       node.saveVar = Tensor({x.c()});
@@ -125,6 +150,7 @@ struct TrainableResnet::Impl {
     } else {
       batchNormFrozenForward(x.n(), x.c(), x.h(), x.w(), x.t.data(), gamma, beta, rm, rv, eps, y.data());
     }
+    charge(where, Kind::Bn, "forward", t0);
     if (recording) node.in = onTape(x);
     const bool g = grad(x) || !params->at(d.gamma).frozen() || !params->at(d.beta).frozen();
     return result(std::move(y), std::move(node), g);
@@ -132,7 +158,9 @@ struct TrainableResnet::Impl {
 
   V relu(V& x) {
     Tensor y(x.t.shape());
+    const auto t0 = Clock::now();
     reluForward(x.t.numel(), x.t.data(), y.data());
+    charge(where, Kind::Relu, "forward", t0);
     Node node{Kind::Relu};
     if (recording) node.in = onTape(x);
     return result(std::move(y), std::move(node), grad(x));
@@ -140,7 +168,9 @@ struct TrainableResnet::Impl {
 
   V add(V& a, V& b) {
     Tensor y(a.t.shape());
+    const auto t0 = Clock::now();
     addForward(a.t.numel(), a.t.data(), b.t.data(), y.data());
+    charge(where, Kind::Add, "forward", t0);
     Node node{Kind::Add};
     if (recording) node.in = onTape(a), node.in2 = onTape(b);
     return result(std::move(y), std::move(node), grad(a) || grad(b));
@@ -149,7 +179,9 @@ struct TrainableResnet::Impl {
   V maxPool(V& x) {
     const int64_t oh = (x.h() + 2 - 3) / 2 + 1, ow = (x.w() + 2 - 3) / 2 + 1;
     Tensor y({x.n(), x.c(), oh, ow});
+    const auto t0 = Clock::now();
     maxPool2dForward(x.n(), x.c(), x.h(), x.w(), 3, 2, 1, x.t.data(), y.data());
+    charge(where, Kind::MaxPool, "forward", t0);
     Node node{Kind::MaxPool};
     if (recording) node.in = onTape(x);
     return result(std::move(y), std::move(node), grad(x));
@@ -165,11 +197,29 @@ struct TrainableResnet::Impl {
     std::vector<std::string> out;
     for (const auto& c : b.convs) out.push_back(c.weight);
     for (const auto& n : b.bns) out.insert(out.end(), {n.gamma, n.beta});
-    if (b.hasProj) out.insert(out.end(), {b.proj.weight, b.projBn.gamma, b.projBn.beta});
+    if (b.hasProj) out.push_back(b.proj.weight);
+    if (b.hasProj && !b.projBn.gamma.empty()) out.insert(out.end(), {b.projBn.gamma, b.projBn.beta});
     return out;
   }
 
+  // v2 (pre-activation): p = relu(bns[0](x)); y = conv_0(p), then relu(bns[i](y)) before each
+  // further conv_i; out = y + (proj(p) or x), no ReLU after (the raw residual stream).
+  V blockV2(V& x, const resnet::BlockDef& b, bool train) {
+    V p = bn(x, b.bns[0], train);
+    p = relu(p);
+    V y = conv(p, b.convs[0]);
+    for (size_t i = 1; i < b.convs.size(); ++i) {
+      V t = bn(y, b.bns[i], train);
+      t = relu(t);
+      y = conv(t, b.convs[i]);
+    }
+    V sc = x;
+    if (b.hasProj) sc = conv(p, b.proj);
+    return add(y, sc);
+  }
+
   V block(V& x, const resnet::BlockDef& b, bool train) {
+    if (def.v2) return blockV2(x, b, train);
     V o = x;
     const size_t last = b.convs.size() - 1;
     for (size_t i = 0; i < b.convs.size(); ++i) {
@@ -200,6 +250,7 @@ struct TrainableResnet::Impl {
   void backwardNode(const Node& nd) {
     Tensor g = grads[nd.out];
     if (g.empty()) return;
+    const auto t0 = Clock::now();
     const Tensor& x = vals[nd.in];  // empty for ReLU and add inputs (not kept)
     const bool wantDx = needsGrad[nd.in];
     switch (nd.kind) {
@@ -250,19 +301,19 @@ struct TrainableResnet::Impl {
       }
     }
     grads[nd.out] = Tensor();  // consumed
+    charge(nd.where, nd.kind, "backward", t0);
   }
 };
 
-TrainableResnet::TrainableResnet(const std::string& arch, const std::string& lastTap)
+TrainableResnet::TrainableResnet(const std::string& arch, const std::string& lastTap, const std::string& v2Prefix)
     : impl_(std::make_unique<Impl>()), params_(std::make_shared<ParamStore>()),
       buffers_(std::make_shared<ParamStore>()) {
-  impl_->def = resnet::makeResnet(arch, "");
-  require(!impl_->def.v2, "TrainableResnet: v2 archs ('" + arch + "') are not trainable yet; use a torchvision arch",
-          ErrorCode::Unsupported);
+  impl_->def = resnet::makeResnet(arch, v2Prefix);
   size_t stages = 0;
   for (size_t s = 0; s < impl_->def.stages.size(); ++s)
     if (impl_->def.stages[s].tap == lastTap) stages = s + 1;
-  require(stages > 0, "TrainableResnet: unknown lastTap '" + lastTap + "'; expected layer1 .. layer4");
+  require(stages > 0, "TrainableResnet: unknown lastTap '" + lastTap + "'; expected " +
+                          (impl_->def.v2 ? "stage1 .. stage4" : "layer1 .. layer4"));
   impl_->stages = stages;
   impl_->eps = impl_->def.eps;
   impl_->params = params_.get();
@@ -281,12 +332,18 @@ TrainableResnet::TrainableResnet(const std::string& arch, const std::string& las
     buffers_->at(b.var).setFrozen(true);
   };
   const auto& d = impl_->def;
+  if (d.v2) addBn(d.dataBn);
   addConv(d.stemConv);
   addBn(d.stemBn);
   for (size_t s = 0; s < stages; ++s)
     for (const auto& b : d.stages[s].blocks) {
-      for (size_t i = 0; i < b.convs.size(); ++i) addConv(b.convs[i]), addBn(b.bns[i]);
-      if (b.hasProj) addConv(b.proj), addBn(b.projBn);
+      if (d.v2) {
+        for (size_t i = 0; i < b.convs.size(); ++i) addBn(b.bns[i]), addConv(b.convs[i]);
+        if (b.hasProj) addConv(b.proj);
+      } else {
+        for (size_t i = 0; i < b.convs.size(); ++i) addConv(b.convs[i]), addBn(b.bns[i]);
+        if (b.hasProj) addConv(b.proj), addBn(b.projBn);
+      }
     }
 }
 
@@ -336,8 +393,12 @@ Tensor TrainableResnet::forward(const float* x, int64_t n, int64_t c, int64_t h,
   cur.t = Tensor({n, c, h, w});
   std::memcpy(cur.t.data(), x, static_cast<size_t>(n * c * h * w) * sizeof(float));
   m.recording = false;
+  m.where = "stem";
   if (fromInput) {
-    m.recording = m.anyTrainable({d.stemConv.weight, d.stemBn.gamma, d.stemBn.beta});
+    std::vector<std::string> stem{d.stemConv.weight, d.stemBn.gamma, d.stemBn.beta};
+    if (d.v2) stem.insert(stem.end(), {d.dataBn.gamma, d.dataBn.beta});
+    m.recording = m.anyTrainable(stem);
+    if (d.v2) cur = m.bn(cur, d.dataBn, bnTrain);
     V y = m.conv(cur, d.stemConv);
     y = m.bn(y, d.stemBn, bnTrain);
     y = m.relu(y);
@@ -345,6 +406,7 @@ Tensor TrainableResnet::forward(const float* x, int64_t n, int64_t c, int64_t h,
   }
   for (size_t s = firstStage; s < m.stages; ++s)
     for (const auto& b : d.stages[s].blocks) {
+      m.where = d.stages[s].tap;
       if (!m.recording) m.recording = m.anyTrainable(Impl::blockParams(b));
       cur = m.block(cur, b, bnTrain);
     }
@@ -371,6 +433,9 @@ void TrainableResnet::backward(const float* dOut) {
 }
 
 void TrainableResnet::release() { impl_->clear(); }
+
+std::map<std::string, double> TrainableResnet::profile() const { return impl_->profile; }
+void TrainableResnet::resetProfile() { impl_->profile.clear(); }
 
 Shape TrainableResnet::outputShape() const {
   return impl_->outShape.empty() ? Shape{0} : impl_->outShape;

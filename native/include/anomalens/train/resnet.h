@@ -1,6 +1,7 @@
-// A trainable torchvision ResNet (v1: resnet18/34/50/101/152, wide_resnet50_2/101_2) built from
-// the training ops, with parameters and BN buffers by their state-dict names
-// (`layer3.0.conv1.weight`, `layer3.0.bn1.running_var`, ...).
+// A trainable ResNet built from the training ops: torchvision's (resnet18/34/50/101/152,
+// wide_resnet50_2/101_2; `layer3.0.conv1.weight`, `layer3.0.bn1.running_var`, ...) and the ONNX
+// Model Zoo v2 (resnet18_v2 ... resnet152_v2, pre-activation; `resnetv24_stage3_conv0_weight`,
+// ...), parameters and BN buffers by their state-dict / initializer names.
 //
 // forward() runs the image (or a tap's output: the constant-prefix cache) up to `lastTap` and
 // keeps, from the first unit (stem or block) that holds a trainable parameter on, exactly the
@@ -20,6 +21,7 @@
 //   Tensor f = net.forward(x, n, 224, 224, false);   // [n, 512, 7, 7]
 //   net.backward(dF);                                 // grads of layer3.* and layer4.*
 #pragma once
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -36,10 +38,11 @@ namespace anomalens::train {
 
 class TrainableResnet {
  public:
-  // arch: a torchvision arch name; lastTap: "layer1" .. "layer4". Parameters and buffers start
-  // at zero (fill them by name). Throws InvalidArgument for an unknown arch or tap, or a v2 arch
-  // (not yet trainable).
-  TrainableResnet(const std::string& arch, const std::string& lastTap);
+  // arch: an arch name of resnet_spec; lastTap: "layer1" .. "layer4" ("stage1" .. "stage4" for
+  // v2, whose names start with v2Prefix, e.g. "resnetv24_"). Parameters start at zero, BN
+  // weights and running variances at one (fill them by name). Throws InvalidArgument for an
+  // unknown arch or tap. v2's final BN (before the classifier's pooling) is not part of a tap.
+  TrainableResnet(const std::string& arch, const std::string& lastTap, const std::string& v2Prefix = "");
   ~TrainableResnet();
 
   // Conv weights and BN weight/bias, in torch's named_parameters() order (no classifier).
@@ -62,6 +65,10 @@ class TrainableResnet {
   Shape outputShape() const;
   // Drops the kept activations without a backward.
   void release();
+  // Seconds spent per "<stage> <op> forward|backward" (e.g. "layer3 conv backward") since the
+  // last resetProfile(): where a step's time goes.
+  std::map<std::string, double> profile() const;
+  void resetProfile();
   // Floats held for the backward after the last forward (for memory accounting and tests).
   int64_t keptFloats() const;
 
