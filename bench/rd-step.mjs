@@ -38,16 +38,19 @@ const taps = ch.map((c, i) => {
 });
 const mean = (a) => a.reduce((x, y) => x + y, 0) / a.length;
 const ours = [];
+const oursSplit = [];
 const peer = [];
 for (let r = 0; r < rounds; r++) {
   await rd.trainStep(taps, { lr: 0.005, betas: [0.5, 0.999] });
   const t = [];
+  const parts = [];
   for (let s = 0; s < steps; s++) {
     const t0 = performance.now();
-    await rd.trainStep(taps, { lr: 0.005, betas: [0.5, 0.999] });
+    parts.push((await rd.trainStep(taps, { lr: 0.005, betas: [0.5, 0.999] })).seconds);
     t.push((performance.now() - t0) / 1000);
   }
   ours.push(mean(t));
+  oursSplit.push(Object.fromEntries(['forward', 'loss', 'backward', 'adam'].map((k) => [k, mean(parts.map((p) => p[k]))])));
   const kind = values.kind === 'resnet50_v2' ? 'resnet50' : values.kind;
   const out = execFileSync('/usr/bin/python3', [join(root, 'bench', 'peers', 'rd_step_torch.py'), kind, String(threads), String(size), String(batch), String(steps)],
     { encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: String(threads) } });
@@ -58,8 +61,8 @@ for (let r = 0; r < rounds; r++) {
 const best = Math.min(...ours);
 const bestPeer = peer.reduce((a, b) => (b.step < a.step ? b : a));
 console.log(`${values.kind} student, ${size}x${size} input, batch ${batch}, ${threads} threads, ${rounds} interleaved rounds of ${steps} steps; load ${loadBefore} before, ${load()} after`);
-console.log('| impl | s / step (each round) | best | images/s | split of the step (torch: forward / loss / backward / Adam) |');
+console.log('| impl | s / step (each round) | best | images/s | split of the best round: forward / loss / backward / Adam |');
 console.log('|---|---|---|---|---|');
-console.log(`| anomalens | ${ours.map((v) => v.toFixed(2)).join(' / ')} | ${best.toFixed(2)} | ${(batch / best).toFixed(2)} | one native call |`);
+console.log(`| anomalens | ${ours.map((v) => v.toFixed(2)).join(' / ')} | ${best.toFixed(2)} | ${(batch / best).toFixed(2)} | ${(() => { const b = oursSplit[ours.indexOf(best)]; return `${b.forward.toFixed(2)} / ${b.loss.toFixed(3)} / ${b.backward.toFixed(2)} / ${b.adam.toFixed(3)}`; })()} |`);
 console.log(`| torch eager | ${peer.map((v) => v.step.toFixed(2)).join(' / ')} | ${bestPeer.step.toFixed(2)} | ${(batch / bestPeer.step).toFixed(2)} | ${bestPeer.forward.toFixed(2)} / ${bestPeer.loss.toFixed(3)} / ${bestPeer.backward.toFixed(2)} / ${bestPeer.adam.toFixed(3)} |`);
 console.log(`speed-up (best s / step, torch / anomalens): ${(bestPeer.step / best).toFixed(2)}x`);

@@ -5,7 +5,7 @@
 //   forward([f1, f2, f3], n, [h1, h2, h3], [w1, w2, w3], bnTrain, record) -> Promise<[o1, o2, o3]>
 //   backward([g1, g2, g3]) -> Promise<void>
 //   trainStep([f1, f2, f3], n, h, w, lr, beta1, beta2, eps, weightDecay)
-//     -> Promise<{ loss, scaleLosses: [l1, l2, l3] }>
+//     -> Promise<{ loss, scaleLosses: [l1, l2, l3], seconds: { forward, loss, backward, adam } }>
 // Teacher features are read in place (pinned until the work is done); outputs are new
 // Float32Arrays over native memory.
 #include <array>
@@ -182,15 +182,21 @@ class TrainRd : public Napi::ObjectWrap<TrainRd> {
       o.weightDecay = number(info[8], "weightDecay");
       auto rd = rd_;
       auto sh = shared_;
-      auto res = std::make_shared<std::array<double, 4>>();
+      auto res = std::make_shared<std::array<double, 8>>();
       auto* wk = new Worker(
-          env, "rdTrainStep", [=] { (*res)[0] = rdTrainStep(*rd, in.f, in.n, in.h, in.w, o, res->data() + 1); },
+          env, "rdTrainStep", [=] { (*res)[0] = rdTrainStep(*rd, in.f, in.n, in.h, in.w, o, res->data() + 1, res->data() + 4); },
           [=](Napi::Env e) {
             Napi::Object r = Napi::Object::New(e);
             r.Set("loss", (*res)[0]);
             Napi::Array s = Napi::Array::New(e, 3);
             for (uint32_t i = 0; i < 3; ++i) s.Set(i, (*res)[i + 1]);
             r.Set("scaleLosses", s);
+            Napi::Object sec = Napi::Object::New(e);
+            sec.Set("forward", (*res)[4]);
+            sec.Set("loss", (*res)[5]);
+            sec.Set("backward", (*res)[6]);
+            sec.Set("adam", (*res)[7]);
+            r.Set("seconds", sec);
             return Napi::Value(r);
           },
           [sh] { sh->busy = false; });

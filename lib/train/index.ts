@@ -11,4 +11,4 @@ export { pandaFineTune, pandaFrozenPrefixes, pandaCacheTap, pooledFeatures } fro
 export type { PandaOptions, PandaResult } from './panda.js';
 export { saveCheckpoint, loadCheckpoint } from './checkpoint.js';
 export { TrainRd, RD_TEACHERS, RD_ADAM } from './rd.js';
-export type { RdTeacher, RdForwardOptions, RdStepResult } from './rd.js';
+export type { RdTeacher, RdForwardOptions, RdStepResult, RdStepSeconds } from './rd.js';

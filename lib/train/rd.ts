@@ -32,7 +32,7 @@ interface NativeRd {
   keptFloats(): number;
   forward(f: Float32Array[], n: number, h: number[], w: number[], bnTrain: boolean, record: boolean): Promise<Float32Array[]>;
   backward(g: Float32Array[]): Promise<void>;
-  trainStep(f: Float32Array[], n: number, h: number[], w: number[], lr: number, b1: number, b2: number, eps: number, wd: number): Promise<{ loss: number; scaleLosses: number[] }>;
+  trainStep(f: Float32Array[], n: number, h: number[], w: number[], lr: number, b1: number, b2: number, eps: number, wd: number): Promise<{ loss: number; scaleLosses: number[]; seconds: RdStepSeconds }>;
 }
 
 export interface RdForwardOptions {
@@ -47,6 +47,15 @@ export interface RdStepResult {
   loss: number;
   /** Per scale, finest first: the mean over the batch of 1 - cos. */
   scaleLosses: [number, number, number];
+  /** Wall seconds of the step's parts. */
+  seconds: RdStepSeconds;
+}
+
+export interface RdStepSeconds {
+  forward: number;
+  loss: number;
+  backward: number;
+  adam: number;
 }
 
 export class TrainRd {
@@ -193,7 +202,7 @@ export class TrainRd {
     const eps = o.eps === undefined ? 1e-8 : expectNumber(o.eps, 'adam.eps', { min: 0 });
     const wd = o.weightDecay === undefined ? 0 : expectNumber(o.weightDecay, 'adam.weightDecay', { min: 0 });
     const r = await callNative(() => this.#n.trainStep(t.f, t.n, t.h, t.w, lr, betas[0], betas[1], eps, wd));
-    return { loss: r.loss, scaleLosses: r.scaleLosses as [number, number, number] };
+    return { loss: r.loss, scaleLosses: r.scaleLosses as [number, number, number], seconds: r.seconds };
   }
 }
 

@@ -1,6 +1,7 @@
 // Reverse Distillation's bottleneck and decoder on the training tape (tape.h). Parameter
 // creation follows torch's registration order of the original modules, so names() lists
 // named_parameters() of BN_layer then de_resnet.
+#include <chrono>
 #include <cstring>
 
 #include "anomalens/error.h"
@@ -205,8 +206,11 @@ std::vector<Shape> RdStudent::outputShapes() const { return impl_->outShapes; }
 int64_t RdStudent::keptFloats() const { return impl_->tape.keptFloats(); }
 
 double rdTrainStep(RdStudent& rd, const std::vector<const float*>& f, int64_t n, const std::vector<int64_t>& h,
-                   const std::vector<int64_t>& w, const AdamOptions& adam, double* scaleLosses) {
+                   const std::vector<int64_t>& w, const AdamOptions& adam, double* scaleLosses, double* seconds) {
+  using clock = std::chrono::steady_clock;
+  auto t0 = clock::now();
   std::vector<Tensor> out = rd.forward(f, n, h, w, true, true);
+  auto t1 = clock::now();
   std::vector<Tensor> g;
   std::vector<const float*> gp;
   double total = 0;
@@ -219,8 +223,15 @@ double rdTrainStep(RdStudent& rd, const std::vector<const float*>& f, int64_t n,
     gp.push_back(g.back().data());
   }
   out.clear();
+  auto t2 = clock::now();
   rd.backward(gp);
+  auto t3 = clock::now();
   adamStep(rd.params(), adam);
+  auto t4 = clock::now();
+  if (seconds) {
+    const auto sec = [](clock::duration d) { return std::chrono::duration<double>(d).count(); };
+    seconds[0] = sec(t1 - t0), seconds[1] = sec(t2 - t1), seconds[2] = sec(t3 - t2), seconds[3] = sec(t4 - t3);
+  }
   return total;
 }
 

@@ -86,8 +86,11 @@ class RdStudent {
 // 1 - cos(flattened teacher map, flattened student map), backward, Adam step over every
 // parameter. Returns the loss and writes the per-scale losses to `scaleLosses` (3) when not
 // null. `adam` as torch.optim.Adam.
+// `seconds` (4, when not null): wall seconds of the student forward, the loss, the backward and
+// the Adam step.
 struct AdamOptions;
 double rdTrainStep(RdStudent& rd, const std::vector<const float*>& f, int64_t n, const std::vector<int64_t>& h,
-                   const std::vector<int64_t>& w, const AdamOptions& adam, double* scaleLosses);
+                   const std::vector<int64_t>& w, const AdamOptions& adam, double* scaleLosses,
+                   double* seconds = nullptr);
 
 }  // namespace anomalens::train
