@@ -4,7 +4,7 @@
 //   tapChannels(i); keptFloats();
 //   forward([f1, f2, f3], n, [h1, h2, h3], [w1, w2, w3], bnTrain, record) -> Promise<[o1, o2, o3]>
 //   backward([g1, g2, g3]) -> Promise<void>
-//   trainStep([f1, f2, f3], n, h, w, lr, beta1, beta2, eps, weightDecay)
+//   trainStep([f1, f2, f3], n, h, w, lr, beta1, beta2, eps, weightDecay, pixelLoss)
 //     -> Promise<{ loss, scaleLosses: [l1, l2, l3], seconds: { forward, loss, backward, adam } }>
 // Teacher features are read in place (pinned until the work is done); outputs are new
 // Float32Arrays over native memory.
@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "anomalens/train/loss_pixel_cosine.h"
 #include "anomalens/train/optim.h"
 #include "anomalens/train/rd.h"
 #include "common.h"
@@ -180,11 +181,12 @@ class TrainRd : public Napi::ObjectWrap<TrainRd> {
       o.beta2 = number(info[6], "beta2");
       o.eps = number(info[7], "eps");
       o.weightDecay = number(info[8], "weightDecay");
+      const bool pixel = info[9].ToBoolean().Value();
       auto rd = rd_;
       auto sh = shared_;
       auto res = std::make_shared<std::array<double, 8>>();
       auto* wk = new Worker(
-          env, "rdTrainStep", [=] { (*res)[0] = rdTrainStep(*rd, in.f, in.n, in.h, in.w, o, res->data() + 1, res->data() + 4); },
+          env, "rdTrainStep", [=] { (*res)[0] = rdTrainStep(*rd, in.f, in.n, in.h, in.w, o, res->data() + 1, res->data() + 4, pixel); },
           [=](Napi::Env e) {
             Napi::Object r = Napi::Object::New(e);
             r.Set("loss", (*res)[0]);
@@ -210,7 +212,39 @@ class TrainRd : public Napi::ObjectWrap<TrainRd> {
   std::shared_ptr<TrainShared> shared_;
 };
 
-void init(Napi::Env env, Napi::Object exports) { exports.Set("TrainRd", TrainRd::define(env)); }
+// trainCosinePixelLoss(a, b, [n, c, hw], eps) -> Promise<{ loss, gradA, gradB }>
+Napi::Value CosinePixelLoss(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&] {
+    Shape s = shapeFromJs(info[2], "shape");
+    if (s.size() != 3) throw Napi::RangeError::New(env, "shape must be [n, c, hw]");
+    const float* a = float32View(info[0], "a", s).data;
+    const float* b = float32View(info[1], "b", s).data;
+    const float eps = static_cast<float>(number(info[3], "eps"));
+    auto res = std::make_shared<std::pair<double, std::array<Tensor, 2>>>();
+    res->second = {Tensor(s), Tensor(s)};
+    auto* wk = new Worker(
+        env, "cosinePixelLoss",
+        [=] { res->first = cosinePixelLoss(s[0], s[1], s[2], a, b, eps, res->second[0].data(), res->second[1].data()); },
+        [=](Napi::Env e) {
+          Napi::Object r = Napi::Object::New(e);
+          r.Set("loss", res->first);
+          r.Set("gradA", toFloat32Array(e, res->second[0]));
+          r.Set("gradB", toFloat32Array(e, res->second[1]));
+          return Napi::Value(r);
+        });
+    wk->pin(info[0]);
+    wk->pin(info[1]);
+    Napi::Promise p = wk->promise();
+    wk->Queue();
+    return Napi::Value(p);
+  });
+}
+
+void init(Napi::Env env, Napi::Object exports) {
+  exports.Set("TrainRd", TrainRd::define(env));
+  exports.Set("trainCosinePixelLoss", Napi::Function::New(env, CosinePixelLoss));
+}
 
 }  // namespace
 

@@ -42,6 +42,8 @@ export interface ReverseDistillationOptions {
   betas?: [number, number];
   /** Seed of the initialisation and the shuffling (default 0). */
   seed?: number;
+  /** 'map' (default: the original code's loss over each sample's flattened map) or 'pixel' (the paper's per-pixel cosine). */
+  loss?: 'map' | 'pixel';
   /** How the scales combine (default 'add', the mode the original's evaluation passes). */
   amapMode?: 'add' | 'mul';
   /** Gaussian sigma of the map (default 4). */
@@ -148,6 +150,7 @@ export function createReverseDistillation(backbone: Backbone, options: Record<st
     betas = [expectNumber(o.betas[0], 'options.methodOptions.betas[0]', { min: 0, max: 0.999999 }), expectNumber(o.betas[1], 'options.methodOptions.betas[1]', { min: 0, max: 0.999999 })];
   }
   const seed = expectInteger(o.seed ?? 0, 'options.methodOptions.seed', { min: 0, max: 0xffffffff });
+  const lossMode = expectOneOf(o.loss ?? 'map', 'options.methodOptions.loss', ['map', 'pixel'] as const);
   const amapMode = expectOneOf(o.amapMode ?? 'add', 'options.methodOptions.amapMode', ['add', 'mul'] as const);
   const sigma = expectNumber(o.sigma ?? 4, 'options.methodOptions.sigma', { min: 0 });
   const student = o.student === undefined ? undefined : expectString(o.student, 'options.methodOptions.student');
@@ -210,7 +213,7 @@ export function createReverseDistillation(backbone: Backbone, options: Record<st
             });
             return { data, shape: [m, ...shapes[i]] };
           });
-          const { loss } = await rd.trainStep(batch, { lr, betas, eps: 1e-8, weightDecay: 0 });
+          const { loss } = await rd.trainStep(batch, { lr, betas, eps: 1e-8, weightDecay: 0 }, lossMode);
           sum += loss;
           onProgress?.(((epoch - 1) * steps + s + 1) / (epochs * steps));
         }
@@ -226,7 +229,7 @@ export function createReverseDistillation(backbone: Backbone, options: Record<st
       const s = await rd.forward(t);
       return rdAnomalyMap(t, s, inputSize, { mode: amapMode, sigma });
     },
-    config: () => ({ teacher, taps, epochs, batchSize, lr, betas, seed, amapMode, sigma }),
+    config: () => ({ teacher, taps, epochs, batchSize, lr, betas, seed, loss: lossMode, amapMode, sigma }),
     state: () => studentState(rd),
     restore(state) {
       loadStudent(rd, state, 'saved reverse-distillation detector');

@@ -32,7 +32,7 @@ interface NativeRd {
   keptFloats(): number;
   forward(f: Float32Array[], n: number, h: number[], w: number[], bnTrain: boolean, record: boolean): Promise<Float32Array[]>;
   backward(g: Float32Array[]): Promise<void>;
-  trainStep(f: Float32Array[], n: number, h: number[], w: number[], lr: number, b1: number, b2: number, eps: number, wd: number): Promise<{ loss: number; scaleLosses: number[]; seconds: RdStepSeconds }>;
+  trainStep(f: Float32Array[], n: number, h: number[], w: number[], lr: number, b1: number, b2: number, eps: number, wd: number, pixel: boolean): Promise<{ loss: number; scaleLosses: number[]; seconds: RdStepSeconds }>;
 }
 
 export interface RdForwardOptions {
@@ -189,8 +189,13 @@ export class TrainRd {
     await callNative(() => this.#n.backward(g));
   }
 
-  /** One step of the original's training on a batch of teacher taps (BN in training mode). */
-  async trainStep(features: readonly Tensor4[], adam: AdamOptions = RD_ADAM): Promise<RdStepResult> {
+  /**
+   * One step of the original's training on a batch of teacher taps (BN in training mode).
+   * `loss`: 'map' (default, the original code's loss_function over each sample's flattened map)
+   * or 'pixel' (the paper's per-pixel cosine, averaged over positions).
+   */
+  async trainStep(features: readonly Tensor4[], adam: AdamOptions = RD_ADAM, loss: 'map' | 'pixel' = 'map'): Promise<RdStepResult> {
+    const mode = expectOneOf(loss, 'loss', ['map', 'pixel'] as const);
     const t = this.#taps(features);
     const o = expectObject(adam, 'adam');
     const lr = o.lr === undefined ? 1e-3 : expectNumber(o.lr, 'adam.lr', { min: 0 });
@@ -201,7 +206,7 @@ export class TrainRd {
     }
     const eps = o.eps === undefined ? 1e-8 : expectNumber(o.eps, 'adam.eps', { min: 0 });
     const wd = o.weightDecay === undefined ? 0 : expectNumber(o.weightDecay, 'adam.weightDecay', { min: 0 });
-    const r = await callNative(() => this.#n.trainStep(t.f, t.n, t.h, t.w, lr, betas[0], betas[1], eps, wd));
+    const r = await callNative(() => this.#n.trainStep(t.f, t.n, t.h, t.w, lr, betas[0], betas[1], eps, wd, mode === 'pixel'));
     return { loss: r.loss, scaleLosses: r.scaleLosses as [number, number, number], seconds: r.seconds };
   }
 }
@@ -214,4 +219,19 @@ function fnv1a(s: string): number {
     h = Math.imul(h, 0x01000193) >>> 0;
   }
   return h >>> 0;
+}
+
+/**
+ * The paper's per-pixel loss for one scale: the mean over the batch and the positions of
+ * 1 - cos over channels (torch's F.cosine_similarity(dim=1, eps)). a (teacher), b (student):
+ * [n, c, h, w]. Returns the loss and both gradients.
+ * @example const { loss, gradB } = await cosinePixelLoss(t, s, [16, 256, 64, 64]);
+ */
+export async function cosinePixelLoss(a: Float32Array, b: Float32Array, shape: readonly [number, number, number, number], options: { eps?: number } = {}): Promise<{ loss: number; gradA: Float32Array; gradB: Float32Array }> {
+  if (!Array.isArray(shape) || shape.length !== 4) throw new TypeError('shape must be [n, c, h, w]');
+  const [n, c, h, w] = shape.map((v, i) => expectInteger(v, `shape[${i}]`, { min: 1 }));
+  const da = expectFloat32Array(a, 'a', n * c * h * w);
+  const db = expectFloat32Array(b, 'b', n * c * h * w);
+  const eps = options.eps === undefined ? 1e-8 : expectNumber(options.eps, 'options.eps', { min: Number.MIN_VALUE });
+  return callNative(() => native().trainCosinePixelLoss(da, db, [n, c, h * w], eps) as Promise<{ loss: number; gradA: Float32Array; gradB: Float32Array }>);
 }

@@ -140,15 +140,16 @@ describe('reverse-distillation detector', () => {
     r.forEach((x, i) => expect(x.predScore).toBe(p[i].predScore));
   }, 120_000);
 
-  it('the loss falls over epochs on a fixed set', async () => {
-    const losses: number[] = [];
-    const det = await Detector.create({
-      method: 'reverse-distillation', arch: 'resnet18', weights, size: 64,
-      methodOptions: { epochs: 4, batchSize: 5, onEpoch: (e: RdEpochEvent) => losses.push(e.loss) },
-    });
-    await det.fit(train);
-    expect(losses[3]).toBeLessThan(losses[0]);
-  }, 120_000);
+  for (const loss of ['map', 'pixel'] as const)
+    it(`the loss falls over epochs on a fixed set (loss '${loss}')`, async () => {
+      const losses: number[] = [];
+      const det = await Detector.create({
+        method: 'reverse-distillation', arch: 'resnet18', weights, size: 64,
+        methodOptions: { epochs: 4, batchSize: 5, loss, onEpoch: (e: RdEpochEvent) => losses.push(e.loss) },
+      });
+      await det.fit(train);
+      expect(losses[3]).toBeLessThan(losses[0]);
+    }, 120_000);
 
   it('cancellation stops after the step in flight and leaves the last complete checkpoint', async () => {
     const ac = new AbortController();
@@ -166,6 +167,7 @@ describe('reverse-distillation detector', () => {
   it('refuses bad options and sizes with clear errors', async () => {
     await expect(Detector.create({ method: 'reverse-distillation', arch: 'resnet18', weights, methodOptions: { epochs: -1 } })).rejects.toThrow(/epochs/);
     await expect(Detector.create({ method: 'reverse-distillation', arch: 'resnet18', weights, methodOptions: { amapMode: 'max' } })).rejects.toThrow(/amapMode/);
+    await expect(Detector.create({ method: 'reverse-distillation', arch: 'resnet18', weights, methodOptions: { loss: 'l2' } })).rejects.toThrow(/methodOptions.loss/);
     await expect(Detector.create({ method: 'reverse-distillation', arch: 'resnet18', weights, methodOptions: { signal: {} } })).rejects.toThrow(/AbortSignal/);
     const det = await Detector.create({ method: 'reverse-distillation', arch: 'resnet18', weights, size: 72, methodOptions: { epochs: 1 } });
     await expect(det.fit({ data: seededInput([2, 3, 72, 72]), shape: [2, 3, 72, 72] })).rejects.toThrow(/multiple of 32/);

@@ -9,8 +9,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { cosineMapLoss, RD_ADAM, TrainRd, type RdTeacher, type Tensor4 } from '../../lib/index.js';
-import { seededInput, seededTensor } from '../helpers/seeded.js';
+import { cosineMapLoss, cosinePixelLoss, RD_ADAM, TrainRd, type RdTeacher, type Tensor4 } from '../../lib/index.js';
+import { seededInput, seededTensor, uniform } from '../helpers/seeded.js';
 import { relError } from '../helpers/train-reference.js';
 
 interface Summary { count: number; sum: number; sumsq: number; samples: number[]; tol?: number }
@@ -26,9 +26,12 @@ interface Case {
   adamDelta?: Record<string, Summary>;
   evalLoss: number;
   evalGrads: Record<string, Summary>;
+  pixelLoss?: number;
+  pixelGrads?: Record<string, Summary>;
 }
 const fixture = JSON.parse(readFileSync(join(import.meta.dirname, '..', 'fixtures', 'rd', 'expected.json'), 'utf8')) as {
   cases: Record<RdTeacher, Case>;
+  pixelLossOp: { shape: [number, number, number, number]; loss: number; gradA: number[]; gradB: number[] };
 };
 
 // A tolerance above 1e-4 marks a tensor whose float32 value is ill-conditioned (torch's own
@@ -124,6 +127,31 @@ describe('Reverse Distillation backward with BN frozen (well conditioned: resnet
       for (const b of rd.buffers.names()) expect(relError(rd.buffers.value(b), seededTensor(b, rd.shape(b))), `${b} untouched`).toBe(0);
     }, 120_000);
   }
+});
+
+describe("the paper's per-pixel loss (an option)", () => {
+  it('cosinePixelLoss against torch float64 autograd, a zero vector included (the eps clamp)', async () => {
+    const o = fixture.pixelLossOp;
+    const count = o.shape.reduce((a, b) => a * b, 1);
+    const a = Float32Array.from(uniform('pa', count), (u) => 2 * u - 1);
+    const b = Float32Array.from(uniform('pb', count), (u) => 2 * u - 1);
+    const [, c, h, w] = o.shape;
+    for (let ch = 0; ch < c; ch++) b[((1 * c + ch) * h + 2) * w + 3] = 0;
+    const r = await cosinePixelLoss(a, b, o.shape);
+    expect(Math.abs(r.loss - o.loss) / o.loss).toBeLessThan(1e-6);
+    expect(relError(r.gradA, o.gradA)).toBeLessThan(1e-5);
+    expect(relError(r.gradB, o.gradB)).toBeLessThan(1e-5);
+    await expect(cosinePixelLoss(a, b, [2, 5, 3, 8])).rejects.toThrow(/a must have|elements/);
+  });
+
+  it('resnet18 step with the per-pixel loss: every gradient against torch float64 (1e-4)', async () => {
+    const c = fixture.cases.resnet18;
+    const rd = seededRd('resnet18');
+    const { loss } = await rd.trainStep(taps(c), { lr: 0 }, 'pixel');
+    expect(Math.abs(loss - c.pixelLoss!) / c.pixelLoss!).toBeLessThan(1e-5);
+    for (const [p, s] of Object.entries(c.pixelGrads!)) expectSummary(rd.params.grad(p)!, s, `grad ${p}`);
+    expect(Math.max(...Object.values(c.pixelGrads!).map((s) => s.tol ?? 0))).toBe(1e-4);
+  });
 });
 
 describe('Reverse Distillation step-level API', () => {

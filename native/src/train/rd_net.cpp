@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "anomalens/error.h"
+#include "anomalens/train/loss_pixel_cosine.h"
 #include "anomalens/train/losses.h"
 #include "anomalens/train/optim.h"
 #include "anomalens/train/rd.h"
@@ -206,7 +207,7 @@ std::vector<Shape> RdStudent::outputShapes() const { return impl_->outShapes; }
 int64_t RdStudent::keptFloats() const { return impl_->tape.keptFloats(); }
 
 double rdTrainStep(RdStudent& rd, const std::vector<const float*>& f, int64_t n, const std::vector<int64_t>& h,
-                   const std::vector<int64_t>& w, const AdamOptions& adam, double* scaleLosses, double* seconds) {
+                   const std::vector<int64_t>& w, const AdamOptions& adam, double* scaleLosses, double* seconds, bool pixelLoss) {
   using clock = std::chrono::steady_clock;
   auto t0 = clock::now();
   std::vector<Tensor> out = rd.forward(f, n, h, w, true, true);
@@ -217,7 +218,9 @@ double rdTrainStep(RdStudent& rd, const std::vector<const float*>& f, int64_t n,
   for (int i = 0; i < 3; ++i) {
     const int64_t m = out[i].numel() / n;
     g.emplace_back(out[i].shape());
-    const double l = cosineMapLoss(n, m, f[i], out[i].data(), 1e-8f, nullptr, g.back().data());
+    const int64_t hw = h[i] * w[i];
+    const double l = pixelLoss ? cosinePixelLoss(n, m / hw, hw, f[i], out[i].data(), 1e-8f, nullptr, g.back().data())
+                               : cosineMapLoss(n, m, f[i], out[i].data(), 1e-8f, nullptr, g.back().data());
     if (scaleLosses) scaleLosses[i] = l;
     total += l;
     gp.push_back(g.back().data());

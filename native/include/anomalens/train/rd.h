@@ -88,9 +88,11 @@ class RdStudent {
 // null. `adam` as torch.optim.Adam.
 // `seconds` (4, when not null): wall seconds of the student forward, the loss, the backward and
 // the Adam step.
+// `pixelLoss`: the paper's per-pixel loss (loss_pixel_cosine.h) instead of the original code's
+// whole-map loss_function.
 struct AdamOptions;
 double rdTrainStep(RdStudent& rd, const std::vector<const float*>& f, int64_t n, const std::vector<int64_t>& h,
                    const std::vector<int64_t>& w, const AdamOptions& adam, double* scaleLosses,
-                   double* seconds = nullptr);
+                   double* seconds = nullptr, bool pixelLoss = false);
 
 }  // namespace anomalens::train
