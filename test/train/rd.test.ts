@@ -194,6 +194,11 @@ describe('Reverse Distillation step-level API', () => {
     const r18 = new TrainRd('resnet18');
     expect(r18.shape('decoder.layer1.0.conv1.weight')).toEqual([512, 256, 2, 2]);
     expect(r18.shape('bn.bn_layer.0.conv1.weight')).toEqual([512, 768, 3, 3]);
+    // resnet34 (not in the fixtures): basic blocks, 3 bottleneck blocks, decoder [3, 4, 6].
+    const r34 = new TrainRd('resnet34').tensorNames();
+    expect(r34.filter((n) => /^bn\.bn_layer\.\d+\.conv1\.weight$/.test(n)).length).toBe(3);
+    for (const [layer, blocks] of [[1, 3], [2, 4], [3, 6]])
+      expect(r34.filter((n) => new RegExp(`^decoder\\.layer${layer}\\.\\d+\\.conv1\\.weight$`).test(n)).length).toBe(blocks);
   });
 
   it('initialize: the original init (kaiming normal fan_out; transposed convs torch default; BN 1, 0)', () => {
