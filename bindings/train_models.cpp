@@ -3,7 +3,8 @@
 //   new TrainParams(): add / names / info / value / grad / state / setValue / setGrad /
 //     setState / freeze / unfreeze / zeroGrad (sync, O(size) copies), sgdStep / adamStep /
 //     clipGradNorm / addEwcPenalty (Promises resolving a number).
-//   new TrainParams(resnet, 'params' | 'buffers'): the same over a TrainResnet's stores.
+//   new TrainParams(network, 'params' | 'buffers'): the same over a TrainResnet's or a TrainRd's
+//     stores (train_shared.h).
 //   new TrainResnet(arch, lastTap, v2Prefix?); taps(); tapShape(tap, n, h, w); keptFloats();
 //     profile() -> { '<stage> <op> forward|backward': seconds }; resetProfile(); release() (drops
 //     the kept activations);
@@ -27,18 +28,16 @@
 #include "core/module.h"
 #include "core/worker.h"
 #include "train_glue.h"
+#include "train_shared.h"
 
 namespace anomalens::bindings {
 namespace {
 
 using namespace anomalens::train;
 
-// A store (or a network's two) and the busy state of all of it.
-struct Shared {
-  std::shared_ptr<TrainableResnet> net;  // null for a standalone store
-  std::shared_ptr<ParamStore> params, buffers;
-  BusyState busy;  // every operation is exclusive
-};
+// A store (or a network's two) and the busy state of all of it (train_shared.h); a standalone
+// store has neither net nor owner.
+using Shared = TrainShared;
 
 std::shared_ptr<Shared> sharedOf(Napi::Value v);
 
@@ -335,13 +334,15 @@ class TrainResnetWrap : public Napi::ObjectWrap<TrainResnetWrap> {
   std::shared_ptr<Shared> shared_;
 };
 
-// The stores of a TrainResnet of this environment (never an object of another class:
-// Unwrap would reinterpret it).
+// The stores of a TrainResnet or a TrainRd of this environment (never an object of another
+// class: Unwrap would reinterpret it).
 std::shared_ptr<Shared> sharedOf(Napi::Value v) {
+  if (auto rd = trainRdShared(v)) return rd;
   Napi::Object o = v.As<Napi::Object>();
-  if (!o.InstanceOf(addonData(v.Env()).trainResnet.Value())) throw Napi::TypeError::New(v.Env(), "expected a TrainResnet");
+  if (!o.InstanceOf(addonData(v.Env()).trainResnet.Value()))
+    throw Napi::TypeError::New(v.Env(), "expected a TrainResnet or a TrainRd");
   TrainResnetWrap* net = Napi::ObjectWrap<TrainResnetWrap>::Unwrap(o);
-  if (!net) throw Napi::TypeError::New(v.Env(), "expected a TrainResnet");
+  if (!net) throw Napi::TypeError::New(v.Env(), "expected a TrainResnet or a TrainRd");
   return net->shared();
 }
 

@@ -220,7 +220,7 @@ export interface NativeTrainParamsClass {
   /** A standalone store. */
   new (): NativeTrainParams;
   /** A view of a network's parameters or BN buffers (the same tensors, the network's busy state). */
-  new (net: NativeTrainResnet, which: 'params' | 'buffers'): NativeTrainParams;
+  new (net: NativeTrainResnet | NativeTrainRd, which: 'params' | 'buffers'): NativeTrainParams;
 }
 
 /** A trainable ResNet; forward / backward hold it (and its stores) busy until they settle. */
@@ -244,6 +244,39 @@ export interface NativeTrainResnet {
 export interface NativeTrainResnetClass {
   /** v2Prefix: the ONNX Model Zoo initializer prefix ('' for torchvision archs). */
   new (arch: string, lastTap: string, v2Prefix: string): NativeTrainResnet;
+}
+
+/** One Reverse Distillation step: the loss, per scale (finest first), wall seconds of its parts. */
+export interface NativeRdStepResult {
+  loss: number;
+  scaleLosses: number[];
+  seconds: { forward: number; loss: number; backward: number; adam: number };
+}
+
+/**
+ * Reverse Distillation's student (one-class bottleneck + decoder, bindings/train_rd.cpp); every
+ * operation holds it (and the TrainParams views of its stores) busy until it settles. The
+ * teacher taps f[i] are [n, tapChannels(i), h[i], w[i]], read in place.
+ */
+export interface NativeTrainRd {
+  /** Channels of teacher tap i (0..2). */
+  tapChannels(i: number): number;
+  /** Floats kept for the backward since the last recorded forward. */
+  keptFloats(): number;
+  /** The decoder's three outputs, finest first, shaped as the taps. */
+  forward(f: Float32Array[], n: number, h: number[], w: number[], bnTrain: boolean, record: boolean): Promise<Float32Array[]>;
+  /** The gradients of the last recorded forward's outputs into the parameters' gradients. */
+  backward(g: Float32Array[]): Promise<void>;
+  /** Forward (BN in training mode), loss ('map', or the per-pixel cosine), backward, Adam. */
+  trainStep(
+    f: Float32Array[], n: number, h: number[], w: number[],
+    lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, pixelLoss: boolean,
+  ): Promise<NativeRdStepResult>;
+}
+
+export interface NativeTrainRdClass {
+  /** arch: the teacher (resnet18, resnet34, resnet50, resnet50_v2, wide_resnet50_2). */
+  new (arch: string): NativeTrainRd;
 }
 
 // ---- the addon --------------------------------------------------------------------------------
@@ -317,6 +350,8 @@ export interface NativeAddon {
 
   // maps: float32 maps, `out` optional (written in place and resolved; else a new array)
   mapsResizeBilinear(maps: Float32Array, shape: number[], size: number[], out: Float32Array | undefined): Promise<Float32Array>;
+  /** The same with align_corners = true. */
+  mapsResizeBilinearAlignCorners(maps: Float32Array, shape: number[], size: number[], out: Float32Array | undefined): Promise<Float32Array>;
   mapsGaussianBlur(maps: Float32Array, shape: number[], sigma: number, truncate: number, out: Float32Array | undefined): Promise<Float32Array>;
   mapsCosineDistance(a: Float32Array, b: Float32Array, shape: number[], eps: number, out: Float32Array | undefined): Promise<Float32Array>;
   mapsL2Distance(a: Float32Array, b: Float32Array, shape: number[], squared: boolean, out: Float32Array | undefined): Promise<Float32Array>;
@@ -338,7 +373,7 @@ export interface NativeAddon {
   padimScore(embeddings: Float32Array, shape: number[], mean: Float32Array, precision: Float32Array): Promise<Float32Array>;
 
   // train: forward/backward pairs and losses (new Float32Arrays over native memory), the
-  // parameter store, the trainable ResNet
+  // parameter store, the trainable ResNet, Reverse Distillation's student
   trainConv2dForward(x: Float32Array, weight: Float32Array, bias: Float32Array | null, geometry: NativeConvGeometry): Promise<Float32Array>;
   trainConv2dBackward(x: Float32Array, weight: Float32Array, dy: Float32Array, geometry: NativeConvGeometry, wants: NativeWants): Promise<NativeConvGradients>;
   /** PyTorch's transposed-convolution weight layout [c (in), k (out), kh, kw]. */
@@ -391,6 +426,9 @@ export interface NativeAddon {
   /** shape: [n, m] (m values per sample). */
   trainCosineMapLoss(a: Float32Array, b: Float32Array, shape: number[], eps: number): Promise<{ loss: number; gradA: Float32Array; gradB: Float32Array }>;
   trainEwcPenalty(theta: Float32Array, thetaStar: Float32Array, fisher: Float32Array, lambda: number): Promise<{ loss: number; grad: Float32Array }>;
+  /** shape: [n, c, hw]; the mean over n and hw of 1 - cos over c. */
+  trainCosinePixelLoss(a: Float32Array, b: Float32Array, shape: number[], eps: number): Promise<{ loss: number; gradA: Float32Array; gradB: Float32Array }>;
   TrainParams: NativeTrainParamsClass;
   TrainResnet: NativeTrainResnetClass;
+  TrainRd: NativeTrainRdClass;
 }

@@ -12,7 +12,7 @@
  * await ps.sgdStep({ lr: 1e-2, momentum: 0.9, weightDecay: 5e-5 });
  */
 import { callNative, callNativeSync } from '../core/errors.js';
-import type { NativeTrainParams, NativeTrainResnet } from '../core/addon.js';
+import type { NativeTrainParams, NativeTrainRd, NativeTrainResnet } from '../core/addon.js';
 import { native } from '../core/native.js';
 import { expectBoolean, expectFloat32Array, expectNumber, expectObject, expectShape, expectString } from '../core/validate.js';
 import { product } from './validate.js';
@@ -51,8 +51,8 @@ export interface ParamInfo {
 
 const VIEW = Symbol('TrainParams view');
 
-/** @internal A view of a native network's parameters or buffers (lib/train/resnet.ts). */
-export function paramsView(net: NativeTrainResnet, which: 'params' | 'buffers'): TrainParams {
+/** @internal A view of a native network's parameters or buffers (lib/train/resnet.ts, rd.ts). */
+export function paramsView(net: NativeTrainResnet | NativeTrainRd, which: 'params' | 'buffers'): TrainParams {
   return new TrainParams({ [VIEW]: { net, which } } as unknown as undefined);
 }
 
@@ -61,7 +61,7 @@ export class TrainParams {
   /** A new, empty store. */
   constructor(view?: undefined) {
     const Ctor = native().TrainParams;
-    const v = (view as unknown as Record<symbol, { net: NativeTrainResnet; which: 'params' | 'buffers' }> | undefined)?.[VIEW];
+    const v = (view as unknown as Record<symbol, { net: NativeTrainResnet | NativeTrainRd; which: 'params' | 'buffers' }> | undefined)?.[VIEW];
     this.#p = v ? new Ctor(v.net, v.which) : new Ctor();
   }
 

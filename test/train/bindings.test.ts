@@ -1,8 +1,9 @@
 // What the training bindings re-check themselves, below lib/train/'s validation: a parameter
-// view is made only over a TrainResnet of this environment (never by reinterpreting another
-// object), and element counts protect memory.
+// view is made only over a TrainResnet or a TrainRd of this environment (never by
+// reinterpreting another object) and shares its network's busy state, and element counts
+// protect memory.
 import { describe, expect, it } from 'vitest';
-import { TrainParams, TrainResnet } from '../../lib/index.js';
+import { TrainParams, TrainRd, TrainResnet, type Tensor4 } from '../../lib/index.js';
 import { native } from '../../lib/internal.js';
 
 describe('training bindings', () => {
@@ -19,6 +20,30 @@ describe('training bindings', () => {
     expect(params.names()).toContain('layer1.0.conv1.weight');
     expect(buffers.names()).toContain('bn1.running_mean');
     expect(params.names()).not.toContain('bn1.running_mean');
+  });
+
+  it('a TrainParams view of a TrainRd shares its busy state', async () => {
+    const Ctor = native().TrainParams as unknown as new (net: unknown, which: string) => unknown;
+    expect(() => new Ctor(new TrainRd('resnet18'), 'params')).toThrow(/expected a TrainResnet or a TrainRd/);
+    const raw = new (native().TrainRd)('resnet18');
+    expect(new (native().TrainParams)(raw, 'buffers').names()).toContain('bn.bn1.running_mean');
+    const rd = new TrainRd('resnet18');
+    rd.initialize(1);
+    const taps: Tensor4[] = rd.tapChannels().map((c, i) => {
+      const shape: Tensor4['shape'] = [2, c, 8 >> i, 8 >> i];
+      return { data: new Float32Array(shape.reduce((a, b) => a * b, 1)).map((_, j) => Math.sin(j + i)), shape };
+    });
+    const before = rd.params.value('bn.conv1.weight');
+    const step = rd.trainStep(taps);
+    expect(() => rd.params.value('bn.conv1.weight')).toThrow(expect.objectContaining({ code: 'ERR_BUSY' }));
+    expect(() => rd.buffers.value('bn.bn1.running_mean')).toThrow(expect.objectContaining({ code: 'ERR_BUSY' }));
+    await expect(rd.forward(taps)).rejects.toThrow(expect.objectContaining({ code: 'ERR_BUSY' }));
+    expect(Number.isFinite((await step).loss)).toBe(true);
+    expect(rd.params.value('bn.conv1.weight')).not.toEqual(before);
+    const stepOfParams = rd.params.adamStep({ lr: 1e-3 });
+    await expect(rd.forward(taps)).rejects.toThrow(/Reverse Distillation student is in use/);
+    await stepOfParams;
+    expect((await rd.forward(taps))[0].shape).toEqual(taps[0].shape);
   });
 
   it('re-checks element counts and types', async () => {
