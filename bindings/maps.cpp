@@ -1,5 +1,6 @@
 // Map kernels (all Promises; lib/maps/maps.ts validates first, this file re-checks what protects memory):
 //   mapsResizeBilinear(maps, [n, c, ih, iw], [oh, ow], out?) -> Float32Array [n, c, oh, ow]
+//   mapsResizeBilinearAlignCorners(maps, [n, c, ih, iw], [oh, ow], out?) -> the same, align_corners = true
 //   mapsGaussianBlur(maps, [n, h, w], sigma, truncate, out?) -> Float32Array [n, h, w]
 //   mapsCosineDistance(a, b, [n, c, h, w], eps, out?)        -> Float32Array [n, h, w]
 //   mapsL2Distance(a, b, [n, c, h, w], squared, out?)        -> Float32Array [n, h, w]
@@ -13,6 +14,7 @@
 #include "anomalens/maps/blur.h"
 #include "anomalens/maps/distance.h"
 #include "anomalens/maps/resize.h"
+#include "anomalens/maps/resize_aligned.h"
 #include "core/args.h"
 #include "core/module.h"
 #include "core/worker.h"
@@ -100,6 +102,19 @@ Napi::Value ResizeBilinear(const Napi::CallbackInfo& info) {
   });
 }
 
+Napi::Value ResizeBilinearAlignCorners(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&] {
+    const Shape s = dims(info[1], "shape", 4), size = dims(info[2], "size", 2);
+    const float* in = float32View(info[0], "maps", s).data;
+    const int64_t count = numel({s[0], s[1], size[0], size[1]});
+    checkOut(info[3], count);
+    return startMaps(env, "resizeBilinearAlignCorners", {{in, "maps", s}}, true, count, info[3], [=](float* out) {
+      resizeMapsBilinearAlignCorners(in, s[0], s[1], s[2], s[3], size[0], size[1], out);
+    }, {info[0], info[3]});
+  });
+}
+
 Napi::Value GaussianBlur(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guard(env, [&] {
@@ -147,6 +162,7 @@ Napi::Value L2Distance(const Napi::CallbackInfo& info) {
 void init(Napi::Env env, Napi::Object exports) {
   exportFunctions(env, exports, {
     {"mapsResizeBilinear", ResizeBilinear},
+    {"mapsResizeBilinearAlignCorners", ResizeBilinearAlignCorners},
     {"mapsGaussianBlur", GaussianBlur},
     {"mapsCosineDistance", CosineDistance},
     {"mapsL2Distance", L2Distance}});

@@ -39,7 +39,7 @@ export { coresetSubsample } from './sampling/coreset.js';
 export type { CoresetOptions, CoresetProjectionOptions } from './sampling/coreset.js';
 // maps
 export { resizeBilinear, gaussianBlur, cosineDistanceMap, l2DistanceMap, MAX_BLUR_RADIUS } from './maps/maps.js';
-export type { MapShape3, MapShape4, MapOutputOptions, GaussianBlurOptions, CosineDistanceOptions, L2DistanceOptions } from './maps/maps.js';
+export type { MapShape3, MapShape4, MapOutputOptions, ResizeBilinearOptions, GaussianBlurOptions, CosineDistanceOptions, L2DistanceOptions } from './maps/maps.js';
 // metrics
 export { imageAuroc, pixelAuroc, aupro, f1Max, averagePrecision, rocCurve, prCurve, proCurve, Evaluator } from './metrics/metrics.js';
 export type {
@@ -51,6 +51,9 @@ export { Detector, METHODS, DEFAULT_ARCH } from './detector/detector.js';
 export type { DetectorOptions, EvaluateOptions, EvaluationReport, ImageInput, MethodName, Prediction, ProgressEvent } from './detector/detector.js';
 export { fitThresholds, applyThresholds, THRESHOLD_METHODS } from './detector/thresholds.js';
 export type { Thresholds, ThresholdsLike, ThresholdMethod, ThresholdFallback, ScoreRange, FitThresholdsOptions, ThresholdedPrediction } from './detector/thresholds.js';
+// methods: Reverse Distillation's anomaly map and teacher taps
+export { rdAnomalyMap, rdTaps } from './methods/reverse-distillation.js';
+export type { ReverseDistillationOptions, RdEpochEvent } from './methods/reverse-distillation.js';
 // report
 export { writeOverlay, renderOverlay, detectorOverlayRange } from './report/overlay.js';
 export type { OverlayOptions, RenderOptions } from './report/overlay.js';
@@ -61,3 +64,6 @@ export type { ReportInput, ReportOptions } from './report/write.js';
 export type { ReportRecord } from './report/gallery.js';
 // The service and the queue load from 'anomalens/serve' (fastify and BullMQ are heavy); their types are here too.
 export type { ServeOptions, PredictResult, MapFormat, WorkerOptions, PredictWorker, EnqueueOptions } from './serve/index.js';
+// train: backward ops, losses, parameters and optimisers, trainable ResNets, PANDA's step,
+// Reverse Distillation's student
+export * from './train/index.js';

@@ -21,8 +21,9 @@ export { coresetProjectedFeatures, coresetProjectionMatrix, coresetStartIndices 
 export { gaussianRadius } from './maps/maps.js';
 // metrics: the blocks and native passes behind every metric
 export { anyBlocks, Flag, mapBlocks, runCurve, runMetrics, scoreBlocks } from './metrics/input.js';
-// methods: the PatchCore and PaDiM kernels
+// methods: the PatchCore and PaDiM kernels; Reverse Distillation's student loader
 export { patchcoreEmbed, padimEmbed, padimFit, padimScore } from './methods/kernels.js';
+export { loadStudent } from './methods/reverse-distillation.js';
 // detector: the steps of applyThresholds and of the thresholds setter
 export { minMaxNormalize, parseThresholds } from './detector/thresholds.js';
 // report: the overlay's colour table and contour, the CSV quoting

@@ -8,9 +8,11 @@
 namespace anomalens::bindings {
 
 struct AddonData {
-  Napi::FunctionReference backbone;    // NativeBackbone (bindings/nn.cpp)
-  Napi::FunctionReference memoryBank;  // MemoryBank (bindings/knn.cpp)
-  Napi::FunctionReference faissIndex;  // FaissIndex (bindings/knn.cpp)
+  Napi::FunctionReference backbone;     // NativeBackbone (bindings/nn.cpp)
+  Napi::FunctionReference memoryBank;   // MemoryBank (bindings/knn.cpp)
+  Napi::FunctionReference faissIndex;   // FaissIndex (bindings/knn.cpp)
+  Napi::FunctionReference trainResnet;  // TrainResnet (bindings/train_models.cpp: TrainParams views check it)
+  Napi::FunctionReference trainRd;      // TrainRd (bindings/train_rd.cpp: the same)
 };
 
 // This environment's data, created by the module entry before any family registers.

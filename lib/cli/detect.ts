@@ -6,6 +6,7 @@ import { basename, extname, join } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { ARCHS, type Arch } from '../nn/backbone.js';
 import { openFolders, openMvtec, type Dataset } from '../data/datasets.js';
+import { trainingHooks } from './train.js';
 import { DEFAULT_ARCH, Detector, METHODS, type DetectorOptions, type EvaluationReport, type MethodName, type ProgressEvent } from '../detector/detector.js';
 import { AnomalensError } from '../core/errors.js';
 import { listImages } from '../image/images.js';
@@ -97,7 +98,9 @@ async function detectorOptions(o: Record<string, unknown>): Promise<DetectorOpti
   return {
     method: o.method as MethodName, arch, weights,
     size: o.size as number | undefined, batchSize: o.batch as number | undefined,
-    methodOptions: (o.option as Record<string, unknown>) ?? {},
+    methodOptions: o.method === 'reverse-distillation'
+      ? { ...trainingHooks(o.progress !== false), ...((o.option as Record<string, unknown>) ?? {}) }
+      : (o.option as Record<string, unknown>) ?? {},
   };
 }
 

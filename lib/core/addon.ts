@@ -156,6 +156,129 @@ export interface NativeCurve {
   thresholds: Float64Array;
 }
 
+// ---- train (bindings/train.cpp, train_params.cpp) -------------------------------------------
+
+/** [n, c, h, w, k, kh, kw, strideH, strideW, padH, padW]: input, output channels, kernel, stride, padding. */
+export type NativeConvGeometry = [number, number, number, number, number, number, number, number, number, number, number];
+/** Which gradients to compute, in the order of the result's fields; all when omitted. */
+export type NativeWants = boolean[];
+
+/** Gradients of a (transposed) convolution or linear layer; null where not wanted. */
+export interface NativeConvGradients {
+  dx: Float32Array | null;
+  dw: Float32Array | null;
+  db: Float32Array | null;
+}
+
+/** Batch-norm forward: saveMean / saveVar (the batch statistics) are null in frozen mode. */
+export interface NativeBatchNormForward {
+  y: Float32Array;
+  saveMean: Float32Array | null;
+  saveVar: Float32Array | null;
+}
+
+export interface NativeBatchNormGradients {
+  dx: Float32Array | null;
+  dgamma: Float32Array | null;
+  dbeta: Float32Array | null;
+}
+
+export interface NativeParamInfo {
+  shape: number[];
+  frozen: boolean;
+  hasGrad: boolean;
+  step: number;
+  stateKeys: string[];
+}
+
+/**
+ * Parameters by name with gradients and optimiser state. Accessors copy; the steps run on a
+ * worker and resolve a number (clipGradNorm: the total norm, addEwcPenalty: the penalty, the
+ * optimisers: 0). While a step (or, for a network's stores, a forward / backward) is in
+ * flight, everything but names() and info() throws ERR_BUSY.
+ */
+export interface NativeTrainParams {
+  add(name: string, shape: number[], value: Float32Array): void;
+  names(): string[];
+  info(name: string): NativeParamInfo;
+  value(name: string): Float32Array;
+  grad(name: string): Float32Array | null;
+  state(name: string, key: string): Float32Array | null;
+  setValue(name: string, value: Float32Array): void;
+  setGrad(name: string, grad: Float32Array): void;
+  setState(name: string, key: string, value: Float32Array): void;
+  freeze(prefix: string): number;
+  unfreeze(prefix: string): number;
+  zeroGrad(): void;
+  sgdStep(lr: number, momentum: number, dampening: number, weightDecay: number, nesterov: boolean): Promise<number>;
+  adamStep(lr: number, beta1: number, beta2: number, eps: number, weightDecay: number): Promise<number>;
+  clipGradNorm(maxNorm: number): Promise<number>;
+  addEwcPenalty(lambda: number): Promise<number>;
+}
+
+export interface NativeTrainParamsClass {
+  /** A standalone store. */
+  new (): NativeTrainParams;
+  /** A view of a network's parameters or BN buffers (the same tensors, the network's busy state). */
+  new (net: NativeTrainResnet | NativeTrainRd, which: 'params' | 'buffers'): NativeTrainParams;
+}
+
+/** A trainable ResNet; forward / backward hold it (and its stores) busy until they settle. */
+export interface NativeTrainResnet {
+  taps(): string[];
+  /** [n, c, h, w] of a tap's output ('input': the image) for an h x w image. */
+  tapShape(tap: string, n: number, h: number, w: number): number[];
+  /** Floats kept for the backward since the last forward. */
+  keptFloats(): number;
+  /** Seconds per '<stage> <op> forward|backward' since the last resetProfile(); ERR_BUSY while busy. */
+  profile(): Record<string, number>;
+  resetProfile(): void;
+  /** Drops the activations the last forward kept. */
+  release(): void;
+  /** x [n, c, h, w] from `startTap` ('input' or a tap whose output x is) to the last tap. */
+  forward(x: Float32Array, shape: number[], bnTrain: boolean, startTap: string): Promise<Float32Array>;
+  /** The gradient of the last forward's output into the parameters' gradients. */
+  backward(dOut: Float32Array): Promise<void>;
+}
+
+export interface NativeTrainResnetClass {
+  /** v2Prefix: the ONNX Model Zoo initializer prefix ('' for torchvision archs). */
+  new (arch: string, lastTap: string, v2Prefix: string): NativeTrainResnet;
+}
+
+/** One Reverse Distillation step: the loss, per scale (finest first), wall seconds of its parts. */
+export interface NativeRdStepResult {
+  loss: number;
+  scaleLosses: number[];
+  seconds: { forward: number; loss: number; backward: number; adam: number };
+}
+
+/**
+ * Reverse Distillation's student (one-class bottleneck + decoder, bindings/train_rd.cpp); every
+ * operation holds it (and the TrainParams views of its stores) busy until it settles. The
+ * teacher taps f[i] are [n, tapChannels(i), h[i], w[i]], read in place.
+ */
+export interface NativeTrainRd {
+  /** Channels of teacher tap i (0..2). */
+  tapChannels(i: number): number;
+  /** Floats kept for the backward since the last recorded forward. */
+  keptFloats(): number;
+  /** The decoder's three outputs, finest first, shaped as the taps. */
+  forward(f: Float32Array[], n: number, h: number[], w: number[], bnTrain: boolean, record: boolean): Promise<Float32Array[]>;
+  /** The gradients of the last recorded forward's outputs into the parameters' gradients. */
+  backward(g: Float32Array[]): Promise<void>;
+  /** Forward (BN in training mode), loss ('map', or the per-pixel cosine), backward, Adam. */
+  trainStep(
+    f: Float32Array[], n: number, h: number[], w: number[],
+    lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, pixelLoss: boolean,
+  ): Promise<NativeRdStepResult>;
+}
+
+export interface NativeTrainRdClass {
+  /** arch: the teacher (resnet18, resnet34, resnet50, resnet50_v2, wide_resnet50_2). */
+  new (arch: string): NativeTrainRd;
+}
+
 // ---- the addon --------------------------------------------------------------------------------
 
 export interface NativeAddon {
@@ -227,6 +350,8 @@ export interface NativeAddon {
 
   // maps: float32 maps, `out` optional (written in place and resolved; else a new array)
   mapsResizeBilinear(maps: Float32Array, shape: number[], size: number[], out: Float32Array | undefined): Promise<Float32Array>;
+  /** The same with align_corners = true. */
+  mapsResizeBilinearAlignCorners(maps: Float32Array, shape: number[], size: number[], out: Float32Array | undefined): Promise<Float32Array>;
   mapsGaussianBlur(maps: Float32Array, shape: number[], sigma: number, truncate: number, out: Float32Array | undefined): Promise<Float32Array>;
   mapsCosineDistance(a: Float32Array, b: Float32Array, shape: number[], eps: number, out: Float32Array | undefined): Promise<Float32Array>;
   mapsL2Distance(a: Float32Array, b: Float32Array, shape: number[], squared: boolean, out: Float32Array | undefined): Promise<Float32Array>;
@@ -246,4 +371,64 @@ export interface NativeAddon {
   padimFit(embeddings: Float32Array, shape: number[], reg: number): Promise<[Float32Array, Float32Array]>;
   /** Mahalanobis distances [n, p] of [n, d, p] embeddings. */
   padimScore(embeddings: Float32Array, shape: number[], mean: Float32Array, precision: Float32Array): Promise<Float32Array>;
+
+  // train: forward/backward pairs and losses (new Float32Arrays over native memory), the
+  // parameter store, the trainable ResNet, Reverse Distillation's student
+  trainConv2dForward(x: Float32Array, weight: Float32Array, bias: Float32Array | null, geometry: NativeConvGeometry): Promise<Float32Array>;
+  trainConv2dBackward(x: Float32Array, weight: Float32Array, dy: Float32Array, geometry: NativeConvGeometry, wants: NativeWants): Promise<NativeConvGradients>;
+  /** PyTorch's transposed-convolution weight layout [c (in), k (out), kh, kw]. */
+  trainConvTranspose2dForward(x: Float32Array, weight: Float32Array, bias: Float32Array | null, geometry: NativeConvGeometry): Promise<Float32Array>;
+  trainConvTranspose2dBackward(x: Float32Array, weight: Float32Array, dy: Float32Array, geometry: NativeConvGeometry, wants: NativeWants): Promise<NativeConvGradients>;
+  /**
+   * Training mode (frozen false): batch statistics, runningMean / runningVar updated in place
+   * when given. Frozen: mean and variance given, nothing updated.
+   */
+  trainBatchNormForward(
+    x: Float32Array,
+    gamma: Float32Array | null,
+    beta: Float32Array | null,
+    shape: number[],
+    eps: number,
+    frozen: boolean,
+    mean: Float32Array | null,
+    variance: Float32Array | null,
+    momentum: number,
+    runningMean: Float32Array | null,
+    runningVar: Float32Array | null,
+  ): Promise<NativeBatchNormForward>;
+  trainBatchNormBackward(
+    x: Float32Array,
+    gamma: Float32Array | null,
+    mean: Float32Array,
+    variance: Float32Array,
+    dy: Float32Array,
+    shape: number[],
+    eps: number,
+    frozen: boolean,
+    wants: NativeWants,
+  ): Promise<NativeBatchNormGradients>;
+  trainReluForward(x: Float32Array): Promise<Float32Array>;
+  trainReluBackward(y: Float32Array, dy: Float32Array): Promise<Float32Array>;
+  trainAddForward(a: Float32Array, b: Float32Array): Promise<Float32Array>;
+  trainConcatForward(xs: Float32Array[], n: number, channels: number[], h: number, w: number): Promise<Float32Array>;
+  trainConcatBackward(dy: Float32Array, n: number, channels: number[], h: number, w: number): Promise<Float32Array[]>;
+  trainGlobalAvgPoolForward(x: Float32Array, shape: number[]): Promise<Float32Array>;
+  trainGlobalAvgPoolBackward(dy: Float32Array, shape: number[]): Promise<Float32Array>;
+  /** geometry: [n, c, h, w, k, stride, padding] (torch.nn.MaxPool2d). */
+  trainMaxPool2dForward(x: Float32Array, geometry: number[]): Promise<Float32Array>;
+  /** Each output's gradient to its window's first maximum. */
+  trainMaxPool2dBackward(x: Float32Array, dy: Float32Array, geometry: number[]): Promise<Float32Array>;
+  /** shape: [n, d, k]. */
+  trainLinearForward(x: Float32Array, weight: Float32Array, bias: Float32Array | null, shape: number[]): Promise<Float32Array>;
+  trainLinearBackward(x: Float32Array, weight: Float32Array, dy: Float32Array, shape: number[], wants: NativeWants): Promise<NativeConvGradients>;
+  /** shape: [n, d]. */
+  trainCompactnessLoss(features: Float32Array, centre: Float32Array, shape: number[]): Promise<{ loss: number; grad: Float32Array }>;
+  /** shape: [n, m] (m values per sample). */
+  trainCosineMapLoss(a: Float32Array, b: Float32Array, shape: number[], eps: number): Promise<{ loss: number; gradA: Float32Array; gradB: Float32Array }>;
+  trainEwcPenalty(theta: Float32Array, thetaStar: Float32Array, fisher: Float32Array, lambda: number): Promise<{ loss: number; grad: Float32Array }>;
+  /** shape: [n, c, hw]; the mean over n and hw of 1 - cos over c. */
+  trainCosinePixelLoss(a: Float32Array, b: Float32Array, shape: number[], eps: number): Promise<{ loss: number; gradA: Float32Array; gradB: Float32Array }>;
+  TrainParams: NativeTrainParamsClass;
+  TrainResnet: NativeTrainResnetClass;
+  TrainRd: NativeTrainRdClass;
 }

@@ -18,6 +18,7 @@
  * | ERR_FORBIDDEN | a path outside the allowed root (serve: 403) |
  * | ERR_NOT_FOUND | a named file or route does not exist (serve: 404) |
  * | ERR_TIMEOUT | a result did not arrive in time (serve --queue: 504) |
+ * | ERR_ABORTED | an operation was cancelled through its AbortSignal |
  * | ERR_INTERNAL | a bug: please report it |
  *
  * Wrong types are reported as TypeError and bad values as RangeError by the argument

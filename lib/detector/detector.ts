@@ -19,6 +19,7 @@ import { createDn2 } from '../methods/dn2.js';
 import type { Method, MethodFactory } from '../methods/method.js';
 import { createPadim } from '../methods/padim.js';
 import { createPatchcore } from '../methods/patchcore.js';
+import { createReverseDistillation } from '../methods/reverse-distillation.js';
 import { createSpade } from '../methods/spade.js';
 import { readSafetensors, SafetensorsWriter } from '../io/safetensors.js';
 import { applyThresholds, fitThresholds, parseThresholds, type Thresholds, type ThresholdsLike } from './thresholds.js';
@@ -27,9 +28,11 @@ import { Evaluator, type Evaluation } from '../metrics/evaluator.js';
 import { describe, expectInteger, expectNumber, expectObject, expectOneOf, expectString } from '../core/validate.js';
 import { weightsFor } from '../io/weights.js';
 
-export const METHODS = ['dn2', 'spade', 'patchcore', 'padim'] as const;
+export const METHODS = ['dn2', 'spade', 'patchcore', 'padim', 'reverse-distillation'] as const;
 export type MethodName = (typeof METHODS)[number];
-const FACTORIES: Record<MethodName, MethodFactory> = { dn2: createDn2, spade: createSpade, patchcore: createPatchcore, padim: createPadim };
+const FACTORIES: Record<MethodName, MethodFactory> = {
+  dn2: createDn2, spade: createSpade, patchcore: createPatchcore, padim: createPadim, 'reverse-distillation': createReverseDistillation,
+};
 const FORMAT = 'anomalens-detector';
 const VERSION = '1';
 
@@ -339,7 +342,8 @@ export class Detector {
       weights: this.backbone.weights,
       weightsSha256: this.#weightsSha256,
       preprocess: JSON.stringify(this.preprocess),
-      methodOptions: JSON.stringify(this.#options),
+      // Callbacks and signals are not configuration.
+      methodOptions: JSON.stringify(this.#options, (k, v) => (k !== '' && (typeof v === 'function' || v instanceof AbortSignal) ? undefined : v)),
       methodConfig: JSON.stringify(this.#impl.config()),
       thresholds: JSON.stringify(this.thresholds ?? null),
       batchSize: String(this.batchSize),

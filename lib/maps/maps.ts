@@ -23,6 +23,14 @@ export interface MapOutputOptions {
   out?: Float32Array;
 }
 
+export interface ResizeBilinearOptions extends MapOutputOptions {
+  /**
+   * torch's align_corners = true (corner pixels coincide; Reverse Distillation's
+   * cal_anomaly_map). Default false, the bit-identical align_corners = false kernel.
+   */
+  alignCorners?: boolean;
+}
+
 export interface GaussianBlurOptions extends MapOutputOptions {
   /** Kernel radius in sigmas, as scipy's `truncate`: radius = int(truncate * sigma + 0.5).
    * Default 4. */
@@ -103,7 +111,7 @@ export async function resizeBilinear(
   maps: Float32Array,
   shape: MapShape3 | MapShape4,
   size: readonly [oh: number, ow: number],
-  options: MapOutputOptions = {},
+  options: ResizeBilinearOptions = {},
 ): Promise<Float32Array> {
   if (!Array.isArray(shape)) throw new TypeError(`shape must be an array of integers, received ${describe(shape)}`);
   if (shape.length !== 3 && shape.length !== 4)
@@ -113,7 +121,9 @@ export async function resizeBilinear(
   const data = expectMaps(maps, 'maps', shape);
   const [oh, ow] = expectShape(size, 'size', 2);
   const o = expectObject(options, 'options');
+  const alignCorners = o.alignCorners === undefined ? false : expectBoolean(o.alignCorners, 'options.alignCorners');
   const out = expectOut(o, s4[0] * s4[1] * oh * ow, [['maps', data]]);
+  if (alignCorners) return callNative(() => native().mapsResizeBilinearAlignCorners(data, s4, [oh, ow], out));
   return callNative(() => native().mapsResizeBilinear(data, s4, [oh, ow], out));
 }
 

@@ -1,10 +1,11 @@
-// maps: resize (torch's bilinear, align_corners false), Gaussian blur (scipy's reflect mode),
+// maps: resize (torch's bilinear, align_corners false and true), Gaussian blur (scipy's reflect mode),
 // cosine and L2 distance maps, each against a naive loop in float64.
 #include <cmath>
 
 #include "anomalens/maps/blur.h"
 #include "anomalens/maps/distance.h"
 #include "anomalens/maps/resize.h"
+#include "anomalens/maps/resize_aligned.h"
 #include "harness.h"
 
 namespace anomalens::tests {
@@ -53,6 +54,43 @@ TEST(maps_resize_vs_naive) {
         }
     const double err = relError(out.data(), ref.data(), ref.size());
     CHECK_MSG(err < 1e-6, k.ih << "x" << k.iw << " -> " << k.oh << "x" << k.ow << ": " << err);
+  }
+}
+
+// align_corners = true: source = dst * (in - 1) / (out - 1) in exact arithmetic (0 for a single
+// output); the corners of input and output coincide.
+TEST(maps_resize_align_corners_vs_naive) {
+  Rng rng(43);
+  struct Case { int64_t n, c, ih, iw, oh, ow; };
+  for (Case k : {Case{2, 1, 16, 16, 256, 256}, Case{1, 3, 7, 13, 5, 31}, Case{3, 2, 1, 1, 4, 9}, Case{1, 2, 9, 5, 1, 1},
+                 Case{1, 1, 97, 13, 13, 97}}) {
+    std::vector<float> in = rng.floats(static_cast<size_t>(k.n * k.c * k.ih * k.iw));
+    std::vector<float> out(static_cast<size_t>(k.n * k.c * k.oh * k.ow));
+    resizeMapsBilinearAlignCorners(in.data(), k.n, k.c, k.ih, k.iw, k.oh, k.ow, out.data());
+    auto source = [](int64_t in, int64_t out, int64_t d, int64_t& i0, int64_t& i1, double& l1) {
+      const double src = out > 1 ? static_cast<double>(d) * static_cast<double>(in - 1) / static_cast<double>(out - 1) : 0.0;
+      i0 = std::min(static_cast<int64_t>(src), in - 1);
+      i1 = std::min(i0 + 1, in - 1);
+      l1 = src - static_cast<double>(i0);
+    };
+    std::vector<double> ref(out.size());
+    for (int64_t p = 0; p < k.n * k.c; ++p)
+      for (int64_t y = 0; y < k.oh; ++y)
+        for (int64_t x = 0; x < k.ow; ++x) {
+          int64_t y0, y1, x0, x1;
+          double ly, lx;
+          source(k.ih, k.oh, y, y0, y1, ly);
+          source(k.iw, k.ow, x, x0, x1, lx);
+          const float* s = &in[p * k.ih * k.iw];
+          ref[(p * k.oh + y) * k.ow + x] = (1 - ly) * ((1 - lx) * s[y0 * k.iw + x0] + lx * s[y0 * k.iw + x1]) +
+                                           ly * ((1 - lx) * s[y1 * k.iw + x0] + lx * s[y1 * k.iw + x1]);
+        }
+    const double err = relError(out.data(), ref.data(), ref.size());
+    CHECK_MSG(err < 1e-6, k.ih << "x" << k.iw << " -> " << k.oh << "x" << k.ow << ": " << err);
+    if (k.oh > 1 && k.ow > 1) {
+      const int64_t last = (k.oh - 1) * k.ow + k.ow - 1;
+      CHECK_MSG(out[0] == in[0] && out[last] == in[(k.ih - 1) * k.iw + k.iw - 1], "corners of plane 0");
+    }
   }
 }
 

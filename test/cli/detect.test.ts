@@ -54,6 +54,17 @@ describe('anomalens fit / predict / eval', () => {
     expect(csv).toHaveLength(5);
   });
 
+  it('fit --method reverse-distillation trains with an epoch line per epoch', async () => {
+    const rd = join(dir, 'rd.anomalens');
+    const r = await run('fit', '--method', 'reverse-distillation', '--arch', 'resnet18', '--weights', weights, '--data', data, '--out', rd,
+      '--size', '64', '--option', 'epochs=2', '--option', 'batchSize=4', '--json');
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ method: 'reverse-distillation', trainImages: 6 });
+    expect(r.stderr).toMatch(/epoch 1\/2: loss [0-9.]+, [0-9.]+ img\/s, ETA \d+ s/);
+    expect(r.stderr).toMatch(/epoch 2\/2/);
+    expect(existsSync(rd)).toBe(true);
+  }, 120_000);
+
   it('eval --model prints the metrics; eval --method fits first and --save keeps the thresholds', async () => {
     let r = await run('eval', '--model', model, '--data', data, '--json');
     expect(r.code, r.stderr).toBe(0);

@@ -1,0 +1,245 @@
+// Convolution and transposed convolution, forward (training) and backward (data, weights,
+// bias), through oneDNN. The primitives pick their own layouts (tag::any); the caller's
+// NCHW / OIHW buffers are reordered in and out (cheap beside the convolution itself).
+#include <string>
+
+#include "anomalens/core/threading.h"
+#include "anomalens/train/ops.h"
+#include "dnnl_common.h"
+
+namespace anomalens::train {
+
+using namespace detail;
+using dnnl::algorithm;
+using dnnl::prop_kind;
+using md = dnnl::memory::desc;
+
+namespace {
+
+void checkPositive(int64_t v, const char* op, const char* what) {
+  require(v >= 1, std::string(op) + ": " + what + " must be >= 1, received " + std::to_string(v));
+}
+
+void checkCommon(const char* op, int64_t n, int64_t c, int64_t h, int64_t w, int64_t k, int64_t kh, int64_t kw,
+                 int64_t sh, int64_t sw, int64_t ph, int64_t pw) {
+  checkPositive(n, op, "n");
+  checkPositive(c, op, "c");
+  checkPositive(h, op, "h");
+  checkPositive(w, op, "w");
+  checkPositive(k, op, "k");
+  checkPositive(kh, op, "kh");
+  checkPositive(kw, op, "kw");
+  checkPositive(sh, op, "strideH");
+  checkPositive(sw, op, "strideW");
+  require(ph >= 0 && pw >= 0, std::string(op) + ": padding must be >= 0, received " + std::to_string(ph) + ", " +
+                                  std::to_string(pw));
+}
+
+// oneDNN's right padding so that its output size (in - k + pl + pr) / s + 1 equals `out`.
+int64_t padRight(int64_t in, int64_t out, int64_t k, int64_t s, int64_t pl) { return (out - 1) * s + k - in - pl; }
+
+struct ConvMds {
+  md x, w, b, y;           // plain (user) layouts
+  md xa, wa, ya;           // tag::any for the primitives
+  dims strides, padL, padR;
+};
+
+ConvMds convMds(const Conv2dShape& s) {
+  const int64_t oh = s.oh(), ow = s.ow();
+  ConvMds m;
+  m.x = md({s.n, s.c, s.h, s.w}, dt::f32, tag::nchw);
+  m.w = md({s.k, s.c, s.kh, s.kw}, dt::f32, tag::oihw);
+  m.b = md({s.k}, dt::f32, tag::x);
+  m.y = md({s.n, s.k, oh, ow}, dt::f32, tag::nchw);
+  m.xa = md({s.n, s.c, s.h, s.w}, dt::f32, tag::any);
+  m.wa = md({s.k, s.c, s.kh, s.kw}, dt::f32, tag::any);
+  m.ya = md({s.n, s.k, oh, ow}, dt::f32, tag::any);
+  m.strides = {s.strideH, s.strideW};
+  m.padL = {s.padH, s.padW};
+  m.padR = {padRight(s.h, oh, s.kh, s.strideH, s.padH), padRight(s.w, ow, s.kw, s.strideW, s.padW)};
+  return m;
+}
+
+// The cache key of a convolution problem.
+std::string convKey(const char* what, const Conv2dShape& s, bool bias) {
+  std::string k = what;
+  for (int64_t v : {s.n, s.c, s.h, s.w, s.k, s.kh, s.kw, s.strideH, s.strideW, s.padH, s.padW})
+    k += "," + std::to_string(v);
+  return k + (bias ? ",b" : ",-");
+}
+
+dnnl::convolution_forward::primitive_desc convForwardPd(const ConvMds& m, bool bias) {
+  dnnl::convolution_forward::desc d(prop_kind::forward_training, algorithm::convolution_direct, m.xa, m.wa,
+                                    bias ? m.b : md(), m.ya, m.strides, m.padL, m.padR);
+  return dnnl::convolution_forward::primitive_desc(d, userScratchpad(), engine());
+}
+
+dnnl::convolution_forward::primitive_desc convForwardPd(const Conv2dShape& s, const ConvMds& m, bool bias) {
+  return cachedPd<dnnl::convolution_forward::primitive_desc>(convKey("fwd", s, bias),
+                                                              [&] { return convForwardPd(m, bias); });
+}
+
+}  // namespace
+
+void Conv2dShape::check() const {
+  const char* op = "conv2d";
+  checkCommon(op, n, c, h, w, k, kh, kw, strideH, strideW, padH, padW);
+  require(oh() >= 1 && ow() >= 1, std::string(op) + ": input " + std::to_string(h) + "x" + std::to_string(w) +
+                                      " is too small for kernel " + std::to_string(kh) + "x" + std::to_string(kw) +
+                                      " with padding " + std::to_string(padH) + ", " + std::to_string(padW));
+}
+
+void conv2dForward(const Conv2dShape& s, const float* x, const float* w, const float* b, float* y) {
+  s.check();
+  applyThreads();
+  guarded("conv2dForward", [&] {
+    const ConvMds m = convMds(s);
+    auto pd = convForwardPd(s, m, b != nullptr);
+    Call call;
+    std::unordered_map<int, dnnl::memory> args{
+        {DNNL_ARG_SRC, call.input(pd.src_desc(), call.user(m.x, x))},
+        {DNNL_ARG_WEIGHTS, call.input(pd.weights_desc(), call.user(m.w, w))},
+        {DNNL_ARG_DST, call.output(pd.dst_desc(), call.user(m.y, y))},
+        {DNNL_ARG_SCRATCHPAD, call.scratchpad(pd.scratchpad_desc())}};
+    if (b) args[DNNL_ARG_BIAS] = call.user(m.b, b);
+    call.run(dnnl::convolution_forward(pd), args);
+    call.finish();
+  });
+}
+
+void conv2dBackward(const Conv2dShape& s, const float* x, const float* w, const float* dy, float* dx, float* dw,
+                    float* db) {
+  s.check();
+  if (!dx && !dw && !db) return;
+  applyThreads();
+  guarded("conv2dBackward", [&] {
+    const ConvMds m = convMds(s);
+    auto fwd = convForwardPd(s, m, db != nullptr);
+    Call call;
+    if (dx) {
+      auto pd = cachedPd<dnnl::convolution_backward_data::primitive_desc>(convKey("bwd_data", s, db != nullptr), [&] {
+        dnnl::convolution_backward_data::desc d(algorithm::convolution_direct, m.xa, m.wa, m.ya, m.strides, m.padL,
+                                                m.padR);
+        return dnnl::convolution_backward_data::primitive_desc(d, userScratchpad(), engine(), fwd);
+      });
+      call.run(dnnl::convolution_backward_data(pd),
+               {{DNNL_ARG_DIFF_DST, call.input(pd.diff_dst_desc(), call.user(m.y, dy))},
+                {DNNL_ARG_WEIGHTS, call.input(pd.weights_desc(), call.user(m.w, w))},
+                {DNNL_ARG_DIFF_SRC, call.output(pd.diff_src_desc(), call.user(m.x, dx))},
+                {DNNL_ARG_SCRATCHPAD, call.scratchpad(pd.scratchpad_desc())}});
+    }
+    if (dw || db) {
+      // oneDNN computes weights and bias gradients together; a bias gradient without the
+      // weights one still needs somewhere to put the weights gradient.
+      dnnl::memory dwMem = dw ? call.user(m.w, dw) : dnnl::memory(m.w, engine());
+      auto pd = cachedPd<dnnl::convolution_backward_weights::primitive_desc>(
+          convKey("bwd_weights", s, db != nullptr), [&] {
+            dnnl::convolution_backward_weights::desc d(algorithm::convolution_direct, m.xa, m.wa, db ? m.b : md(),
+                                                       m.ya, m.strides, m.padL, m.padR);
+            return dnnl::convolution_backward_weights::primitive_desc(d, userScratchpad(), engine(), fwd);
+          });
+      std::unordered_map<int, dnnl::memory> args{
+          {DNNL_ARG_SRC, call.input(pd.src_desc(), call.user(m.x, x))},
+          {DNNL_ARG_DIFF_DST, call.input(pd.diff_dst_desc(), call.user(m.y, dy))},
+          {DNNL_ARG_DIFF_WEIGHTS, call.output(pd.diff_weights_desc(), dwMem)},
+          {DNNL_ARG_SCRATCHPAD, call.scratchpad(pd.scratchpad_desc())}};
+      if (db) args[DNNL_ARG_DIFF_BIAS] = call.output(pd.diff_bias_desc(), call.user(m.b, db));
+      call.run(dnnl::convolution_backward_weights(pd), args);
+    }
+    call.finish();
+  });
+}
+
+// ---- transposed convolution --------------------------------------------------------------
+
+namespace {
+
+ConvMds deconvMds(const ConvTranspose2dShape& s) {
+  const int64_t oh = s.oh(), ow = s.ow();
+  ConvMds m;
+  m.x = md({s.n, s.c, s.h, s.w}, dt::f32, tag::nchw);
+  // oneDNN's deconvolution weights are logically [out, in, kh, kw]; iohw lays them out as
+  // PyTorch's ConvTranspose2d weight [in, out, kh, kw].
+  m.w = md({s.k, s.c, s.kh, s.kw}, dt::f32, tag::iohw);
+  m.b = md({s.k}, dt::f32, tag::x);
+  m.y = md({s.n, s.k, oh, ow}, dt::f32, tag::nchw);
+  m.xa = md({s.n, s.c, s.h, s.w}, dt::f32, tag::any);
+  m.wa = md({s.k, s.c, s.kh, s.kw}, dt::f32, tag::any);
+  m.ya = md({s.n, s.k, oh, ow}, dt::f32, tag::any);
+  m.strides = {s.strideH, s.strideW};
+  m.padL = {s.padH, s.padW};
+  // The deconvolution is the backward-data of a convolution from y to x: the same padding rule.
+  m.padR = {padRight(oh, s.h, s.kh, s.strideH, s.padH), padRight(ow, s.w, s.kw, s.strideW, s.padW)};
+  return m;
+}
+
+dnnl::deconvolution_forward::primitive_desc deconvForwardPd(const ConvMds& m, bool bias) {
+  dnnl::deconvolution_forward::desc d(prop_kind::forward_training, algorithm::deconvolution_direct, m.xa, m.wa,
+                                      bias ? m.b : md(), m.ya, m.strides, m.padL, m.padR);
+  return dnnl::deconvolution_forward::primitive_desc(d, userScratchpad(), engine());
+}
+
+}  // namespace
+
+void ConvTranspose2dShape::check() const {
+  const char* op = "convTranspose2d";
+  checkCommon(op, n, c, h, w, k, kh, kw, strideH, strideW, padH, padW);
+  require(oh() >= 1 && ow() >= 1, std::string(op) + ": padding " + std::to_string(padH) + ", " +
+                                      std::to_string(padW) + " leaves an empty output");
+}
+
+void convTranspose2dForward(const ConvTranspose2dShape& s, const float* x, const float* w, const float* b, float* y) {
+  s.check();
+  applyThreads();
+  guarded("convTranspose2dForward", [&] {
+    const ConvMds m = deconvMds(s);
+    auto pd = deconvForwardPd(m, b != nullptr);
+    Call call;
+    std::unordered_map<int, dnnl::memory> args{
+        {DNNL_ARG_SRC, call.input(pd.src_desc(), call.user(m.x, x))},
+        {DNNL_ARG_WEIGHTS, call.input(pd.weights_desc(), call.user(m.w, w))},
+        {DNNL_ARG_DST, call.output(pd.dst_desc(), call.user(m.y, y))},
+        {DNNL_ARG_SCRATCHPAD, call.scratchpad(pd.scratchpad_desc())}};
+    if (b) args[DNNL_ARG_BIAS] = call.user(m.b, b);
+    call.run(dnnl::deconvolution_forward(pd), args);
+    call.finish();
+  });
+}
+
+void convTranspose2dBackward(const ConvTranspose2dShape& s, const float* x, const float* w, const float* dy,
+                             float* dx, float* dw, float* db) {
+  s.check();
+  if (!dx && !dw && !db) return;
+  applyThreads();
+  guarded("convTranspose2dBackward", [&] {
+    const ConvMds m = deconvMds(s);
+    auto fwd = deconvForwardPd(m, db != nullptr);
+    Call call;
+    if (dx) {
+      dnnl::deconvolution_backward_data::desc d(algorithm::deconvolution_direct, m.xa, m.wa, m.ya, m.strides,
+                                                m.padL, m.padR);
+      dnnl::deconvolution_backward_data::primitive_desc pd(d, userScratchpad(), engine(), fwd);
+      call.run(dnnl::deconvolution_backward_data(pd),
+               {{DNNL_ARG_DIFF_DST, call.input(pd.diff_dst_desc(), call.user(m.y, dy))},
+                {DNNL_ARG_WEIGHTS, call.input(pd.weights_desc(), call.user(m.w, w))},
+                {DNNL_ARG_DIFF_SRC, call.output(pd.diff_src_desc(), call.user(m.x, dx))},
+                {DNNL_ARG_SCRATCHPAD, call.scratchpad(pd.scratchpad_desc())}});
+    }
+    if (dw || db) {
+      dnnl::memory dwMem = dw ? call.user(m.w, dw) : dnnl::memory(m.w, engine());
+      dnnl::deconvolution_backward_weights::desc d(algorithm::deconvolution_direct, m.xa, m.wa, db ? m.b : md(),
+                                                   m.ya, m.strides, m.padL, m.padR);
+      dnnl::deconvolution_backward_weights::primitive_desc pd(d, userScratchpad(), engine(), fwd);
+      std::unordered_map<int, dnnl::memory> args{
+          {DNNL_ARG_SRC, call.input(pd.src_desc(), call.user(m.x, x))},
+          {DNNL_ARG_DIFF_DST, call.input(pd.diff_dst_desc(), call.user(m.y, dy))},
+          {DNNL_ARG_DIFF_WEIGHTS, call.output(pd.diff_weights_desc(), dwMem)},
+          {DNNL_ARG_SCRATCHPAD, call.scratchpad(pd.scratchpad_desc())}};
+      if (db) args[DNNL_ARG_DIFF_BIAS] = call.output(pd.diff_bias_desc(), call.user(m.b, db));
+      call.run(dnnl::deconvolution_backward_weights(pd), args);
+    }
+    call.finish();
+  });
+}
+
+}  // namespace anomalens::train

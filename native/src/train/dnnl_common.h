@@ -1,0 +1,77 @@
+// oneDNN plumbing shared by the training ops: one CPU engine per process, a stream per call,
+// user scratchpads (a call may run on any libuv worker, several at once), and reorders
+// between the caller's plain NCHW buffers and the layouts the primitives choose.
+#pragma once
+#include <dnnl.hpp>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "anomalens/core/error.h"
+
+namespace anomalens::train::detail {
+
+using dt = dnnl::memory::data_type;
+using tag = dnnl::memory::format_tag;
+using dims = dnnl::memory::dims;
+
+dnnl::engine& engine();
+
+// An attribute with the scratchpad owned by the caller.
+dnnl::primitive_attr userScratchpad();
+
+// One primitive call's memories, reorders and scratchpad.
+class Call {
+ public:
+  Call();
+  dnnl::stream& stream() { return stream_; }
+  // A memory over the caller's buffer (const for inputs: oneDNN does not write it).
+  dnnl::memory user(const dnnl::memory::desc& md, const float* data);
+  dnnl::memory user(const dnnl::memory::desc& md, float* data);
+  // An input in the layout `want`: the user memory itself, or a reordered copy.
+  dnnl::memory input(const dnnl::memory::desc& want, const dnnl::memory& userMem);
+  // An output in the layout `want`; when it differs from the user memory, the result is
+  // reordered into the user memory by finish().
+  dnnl::memory output(const dnnl::memory::desc& want, const dnnl::memory& userMem);
+  dnnl::memory scratchpad(const dnnl::memory::desc& md);
+  // Runs the primitive on this call's stream.
+  void run(const dnnl::primitive& p, const std::unordered_map<int, dnnl::memory>& args);
+  // Copies reordered outputs back and waits.
+  void finish();
+
+ private:
+  dnnl::stream stream_;
+  std::vector<std::pair<dnnl::memory, dnnl::memory>> pendingOut_;  // (primitive's, user's)
+};
+
+// Memoises primitive descriptors by a key describing the problem: creating one makes oneDNN
+// try its implementations, which costs as much as running a small layer, and a training step
+// asks for the same few hundred again and again. Bounded (cleared past 4096 entries).
+template <typename Pd, typename Make>
+Pd cachedPd(const std::string& key, Make&& make) {
+  static std::mutex mu;
+  static std::unordered_map<std::string, Pd> cache;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = cache.find(key);
+    if (it != cache.end()) return it->second;
+  }
+  Pd pd = make();
+  std::lock_guard<std::mutex> lock(mu);
+  if (cache.size() >= 4096) cache.clear();
+  cache.emplace(key, pd);
+  return pd;
+}
+
+// Wraps oneDNN failures into anomalens::Error naming the op.
+template <typename F>
+void guarded(const char* op, F&& fn) {
+  try {
+    fn();
+  } catch (const dnnl::error& e) {
+    throw Error(ErrorCode::Internal, std::string(op) + ": oneDNN failed: " + e.what());
+  }
+}
+
+}  // namespace anomalens::train::detail
