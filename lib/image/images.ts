@@ -123,7 +123,18 @@ export async function decodeImageRaw(path: string): Promise<RawImage> {
   } catch (err) {
     throw new AnomalensError('ERR_IO', `cannot read image ${path}: ${(err as Error).message}`, { cause: err });
   }
-  if (isBmp(bytes)) return decodeBmp(bytes, path, maxPixels);
+  return decodeImageBuffer(bytes, path, maxPixels);
+}
+
+/**
+ * The decoding behind decodeImageRaw, for bytes already in memory (files, uploads, queue jobs):
+ * BMP by our own decoder, everything else by sharp with Pillow's grey / 16-bit choices. An image
+ * declaring more than `maxPixels` is refused from its header with ERR_TOO_LARGE; bytes that do
+ * not decode reject with ERR_INVALID_FILE. `name` (a path, or a label such as 'upload') names
+ * the image in messages.
+ */
+export async function decodeImageBuffer(bytes: Buffer, name: string, maxPixels: number): Promise<RawImage> {
+  if (isBmp(bytes)) return decodeBmp(bytes, name, maxPixels);
   try {
     // failOn 'error': truncated and corrupt data fail, libjpeg's benign warnings do not
     // (Pillow accepts those too).
@@ -146,8 +157,8 @@ export async function decodeImageRaw(path: string): Promise<RawImage> {
       throw new Error(`unexpected ${info.channels}-channel output`);
     return { data, width: info.width, height: info.height, channels: info.channels as RawImage['channels'] };
   } catch (err) {
-    if (/exceeds pixel limit/.test((err as Error).message)) throw tooManyPixels(path, maxPixels, await headerSize(bytes));
-    throw new AnomalensError('ERR_INVALID_FILE', `cannot decode image ${path}: ${(err as Error).message}`, { cause: err });
+    if (/exceeds pixel limit/.test((err as Error).message)) throw tooManyPixels(name, maxPixels, await headerSize(bytes));
+    throw new AnomalensError('ERR_INVALID_FILE', `cannot decode image ${name}: ${(err as Error).message}`, { cause: err });
   }
 }
 

@@ -2,26 +2,21 @@
  * Decoding of images that arrive as bytes (uploads, queue jobs) rather than as files, with a
  * pixel limit checked on the header before anything is decoded.
  *
- * The pipeline is decodeImageRaw's (lib/images.ts) applied to bytes in memory: the same
- * sharp options, the same grey/16-bit choices, the same BMP decoder, so that a served
- * prediction equals `Detector.predict([file])` on the same file (test/serve/decode.test.ts
- * checks the two against each other on PNG, JPEG and BMP).
+ * The decoding is decodeImageRaw's own (decodeImageBuffer in lib/image/images.ts) applied to
+ * bytes in memory, so that a served prediction equals `Detector.predict([file])` on the same
+ * file (test/serve/decode.test.ts checks the two against each other on PNG, JPEG and BMP);
+ * this module adds the checks of untrusted uploads before it: type, emptiness, and the
+ * service's own pixel limit read from the header.
  */
 import type { Sharp } from 'sharp';
-import { decodeBmp, isBmp } from '../image/bmp.js';
+import { isBmp } from '../image/bmp.js';
 import { AnomalensError } from '../core/errors.js';
-import { sniffPixelFormat, type PixelFormat } from '../image/header.js';
-import type { RawImage } from '../image/images.js';
+import { decodeImageBuffer, type RawImage } from '../image/images.js';
 
 let sharpModule: Promise<typeof import('sharp')> | undefined;
 function loadSharp(): Promise<typeof import('sharp')> {
   sharpModule ??= import('sharp').then((m) => m.default);
   return sharpModule;
-}
-
-async function metadataFormat(image: Sharp): Promise<PixelFormat> {
-  const meta = await image.metadata();
-  return { grey: meta.space === 'b-w' || meta.space === 'grey16', depth16: meta.depth === 'ushort', alpha: !!meta.hasAlpha };
 }
 
 /** Width and height from a BMP header (bytes 18..25), or undefined when too short. */
@@ -54,33 +49,21 @@ export async function decodeImageBytes(bytes: Uint8Array, name: string, options:
   if (isBmp(bytes)) {
     const s = bmpSize(bytes);
     if (s && s.width * s.height > maxPixels) throw tooLarge(name, s.width, s.height, maxPixels);
-    return decodeBmp(bytes, name);
+  } else {
+    const sharp = await loadSharp();
+    let meta: { width?: number; height?: number };
+    try {
+      // limitInputPixels: false here, our own limit below gives the typed error; sharp reads
+      // only the header for metadata().
+      const image: Sharp = sharp(bytes, { failOn: 'error', ignoreIcc: true, limitInputPixels: false });
+      meta = await image.metadata();
+    } catch (err) {
+      throw new AnomalensError('ERR_INVALID_FILE', `cannot decode image ${name}: ${(err as Error).message}`, { cause: err });
+    }
+    const width = meta.width ?? 0, height = meta.height ?? 0;
+    if (width * height > maxPixels) throw tooLarge(name, width, height, maxPixels);
   }
-  const sharp = await loadSharp();
-  let image: Sharp;
-  let meta: { width?: number; height?: number };
-  try {
-    // limitInputPixels: false here, our own limit below gives the typed error; sharp reads
-    // only the header for metadata().
-    image = sharp(bytes, { failOn: 'error', ignoreIcc: true, limitInputPixels: false });
-    meta = await image.metadata();
-  } catch (err) {
-    throw new AnomalensError('ERR_INVALID_FILE', `cannot decode image ${name}: ${(err as Error).message}`, { cause: err });
-  }
-  const width = meta.width ?? 0, height = meta.height ?? 0;
-  if (width * height > maxPixels) throw tooLarge(name, width, height, maxPixels);
-  try {
-    const format = sniffPixelFormat(bytes) ?? (await metadataFormat(image));
-    let pipeline: Sharp;
-    if (format.grey && format.depth16 && !format.alpha) pipeline = image.toColourspace('grey16').raw({ depth: 'uchar' });
-    else if (format.grey && !format.depth16) pipeline = image.toColourspace('b-w').raw();
-    else pipeline = image.raw();
-    const { data, info } = await pipeline.toBuffer({ resolveWithObject: true });
-    if (info.channels < 1 || info.channels > 4) throw new Error(`unexpected ${info.channels}-channel output`);
-    return { data, width: info.width, height: info.height, channels: info.channels as RawImage['channels'] };
-  } catch (err) {
-    throw new AnomalensError('ERR_INVALID_FILE', `cannot decode image ${name}: ${(err as Error).message}`, { cause: err });
-  }
+  return decodeImageBuffer(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), name, maxPixels);
 }
 
 /** 8-bit RGB (h x w x 3) from decoded pixels of 1 to 4 channels: grey replicated, alpha dropped. */
