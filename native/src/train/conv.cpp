@@ -44,11 +44,14 @@ struct ConvMds {
   dims strides, padL, padR;
 };
 
-ConvMds convMds(const Conv2dShape& s) {
+// The descriptors of a convolution-like problem (convolution or its transpose): they differ
+// only in the weights' layout and in which side the right padding is derived from.
+template <class Shape>
+ConvMds planeMds(const Shape& s, tag weightTag, const dims& padR) {
   const int64_t oh = s.oh(), ow = s.ow();
   ConvMds m;
   m.x = md({s.n, s.c, s.h, s.w}, dt::f32, tag::nchw);
-  m.w = md({s.k, s.c, s.kh, s.kw}, dt::f32, tag::oihw);
+  m.w = md({s.k, s.c, s.kh, s.kw}, dt::f32, weightTag);
   m.b = md({s.k}, dt::f32, tag::x);
   m.y = md({s.n, s.k, oh, ow}, dt::f32, tag::nchw);
   m.xa = md({s.n, s.c, s.h, s.w}, dt::f32, tag::any);
@@ -56,8 +59,14 @@ ConvMds convMds(const Conv2dShape& s) {
   m.ya = md({s.n, s.k, oh, ow}, dt::f32, tag::any);
   m.strides = {s.strideH, s.strideW};
   m.padL = {s.padH, s.padW};
-  m.padR = {padRight(s.h, oh, s.kh, s.strideH, s.padH), padRight(s.w, ow, s.kw, s.strideW, s.padW)};
+  m.padR = padR;
   return m;
+}
+
+ConvMds convMds(const Conv2dShape& s) {
+  const int64_t oh = s.oh(), ow = s.ow();
+  return planeMds(s, tag::oihw,
+                  {padRight(s.h, oh, s.kh, s.strideH, s.padH), padRight(s.w, ow, s.kw, s.strideW, s.padW)});
 }
 
 // The cache key of a convolution problem.
@@ -156,21 +165,11 @@ namespace {
 
 ConvMds deconvMds(const ConvTranspose2dShape& s) {
   const int64_t oh = s.oh(), ow = s.ow();
-  ConvMds m;
-  m.x = md({s.n, s.c, s.h, s.w}, dt::f32, tag::nchw);
   // oneDNN's deconvolution weights are logically [out, in, kh, kw]; iohw lays them out as
-  // PyTorch's ConvTranspose2d weight [in, out, kh, kw].
-  m.w = md({s.k, s.c, s.kh, s.kw}, dt::f32, tag::iohw);
-  m.b = md({s.k}, dt::f32, tag::x);
-  m.y = md({s.n, s.k, oh, ow}, dt::f32, tag::nchw);
-  m.xa = md({s.n, s.c, s.h, s.w}, dt::f32, tag::any);
-  m.wa = md({s.k, s.c, s.kh, s.kw}, dt::f32, tag::any);
-  m.ya = md({s.n, s.k, oh, ow}, dt::f32, tag::any);
-  m.strides = {s.strideH, s.strideW};
-  m.padL = {s.padH, s.padW};
-  // The deconvolution is the backward-data of a convolution from y to x: the same padding rule.
-  m.padR = {padRight(oh, s.h, s.kh, s.strideH, s.padH), padRight(ow, s.w, s.kw, s.strideW, s.padW)};
-  return m;
+  // PyTorch's ConvTranspose2d weight [in, out, kh, kw]. The deconvolution is the backward-data of
+  // a convolution from y to x: the same padding rule, with the two sides swapped.
+  return planeMds(s, tag::iohw,
+                  {padRight(oh, s.h, s.kh, s.strideH, s.padH), padRight(ow, s.w, s.kw, s.strideW, s.padW)});
 }
 
 dnnl::deconvolution_forward::primitive_desc deconvForwardPd(const ConvMds& m, bool bias) {
