@@ -47,12 +47,14 @@ export type {
   MaskMap, Masks, PixelMetrics, PrCurve, ProCurve, RocCurve, ScoreMap, Scores,
 } from './metrics/metrics.js';
 // detector
-export { Detector, METHODS, DEFAULT_ARCH } from './detector/detector.js';
+export { Detector, METHODS, DEFAULT_ARCH, IMAGE_LEVEL_METHODS } from './detector/detector.js';
 export type { DetectorOptions, EvaluateOptions, EvaluationReport, ImageInput, MethodName, Prediction, ProgressEvent } from './detector/detector.js';
 export { fitThresholds, applyThresholds, THRESHOLD_METHODS } from './detector/thresholds.js';
 export type { Thresholds, ThresholdsLike, ThresholdMethod, ThresholdFallback, ScoreRange, FitThresholdsOptions, ThresholdedPrediction } from './detector/thresholds.js';
 // methods: Reverse Distillation's anomaly map and teacher taps
 export { rdAnomalyMap, rdTaps } from './methods/reverse-distillation.js';
+export { sesSelect } from './methods/panda.js';
+export type { PandaMethodOptions, PandaEpochEvent } from './methods/panda.js';
 export type { ReverseDistillationOptions, RdEpochEvent } from './methods/reverse-distillation.js';
 // report
 export { writeOverlay, renderOverlay, detectorOverlayRange } from './report/overlay.js';

@@ -7,7 +7,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { ARCHS, type Arch } from '../nn/backbone.js';
 import { openFolders, openMvtec, type Dataset } from '../data/datasets.js';
 import { trainingHooks } from './train.js';
-import { DEFAULT_ARCH, Detector, METHODS, type DetectorOptions, type EvaluationReport, type MethodName, type ProgressEvent } from '../detector/detector.js';
+import { DEFAULT_ARCH, Detector, IMAGE_LEVEL_METHODS, METHODS, type DetectorOptions, type EvaluationReport, type MethodName, type ProgressEvent } from '../detector/detector.js';
 import { AnomalensError } from '../core/errors.js';
 import { listImages } from '../image/images.js';
 import { writeScoresCsv } from '../report/csv.js';
@@ -24,6 +24,17 @@ export function positiveInt(name: string) {
     return n;
   };
 }
+
+export function nonNegativeInt(name: string) {
+  return (value: string) => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a non-negative integer, received '${value}'`);
+    return n;
+  };
+}
+
+/** Methods that train a network in fit(): epoch lines, --epochs, Ctrl-C. */
+const TRAINING_METHODS: readonly MethodName[] = ['panda', 'reverse-distillation'];
 
 /** --option key=value pairs (numbers and booleans parsed). */
 function collectOption(value: string, previous: Record<string, unknown>): Record<string, unknown> {
@@ -92,14 +103,16 @@ async function detectorOptions(o: Record<string, unknown>): Promise<DetectorOpti
   const arch = (o.arch ?? DEFAULT_ARCH) as Arch;
   if (!(ARCHS as readonly string[]).includes(arch))
     throw new InvalidArgumentError(`--arch must be one of ${ARCHS.join(', ')}, received '${arch}'`);
+  if (o.epochs !== undefined && !TRAINING_METHODS.includes(o.method as MethodName))
+    throw new InvalidArgumentError(`--epochs applies to the training methods (${TRAINING_METHODS.join(', ')}), not to '${o.method}'`);
   // --no-progress turns the download bar off; otherwise it shows only on a terminal.
   const progress = o.progress === false ? false : undefined;
   const weights = await weightsFor(arch, o.weights as string | undefined, { progress, flag: '--weights' });
   return {
     method: o.method as MethodName, arch, weights,
     size: o.size as number | undefined, batchSize: o.batch as number | undefined,
-    methodOptions: o.method === 'reverse-distillation'
-      ? { ...trainingHooks(o.progress !== false), ...((o.option as Record<string, unknown>) ?? {}) }
+    methodOptions: TRAINING_METHODS.includes(o.method as MethodName)
+      ? { ...trainingHooks(o.progress !== false), ...(o.epochs === undefined ? {} : { epochs: o.epochs }), ...((o.option as Record<string, unknown>) ?? {}) }
       : (o.option as Record<string, unknown>) ?? {},
   };
 }
@@ -121,6 +134,7 @@ function detectorFlags(cmd: Command, required: boolean): Command {
     .option('--weights <file|hf:owner/repo/file>',
       'backbone weights (safetensors); hf: specs are downloaded once into a cache; default: the arch\'s ImageNet weights on the Hugging Face Hub (torchvision archs)')
     .option('--size <n>', 'square input size (images are resized without crop)', positiveInt('--size'))
+    .option('--epochs <n>', `training epochs of ${TRAINING_METHODS.join(' and ')} (default: the method's, 15 and 200)`, nonNegativeInt('--epochs'))
     .option('--option <key=value>', 'method option, repeatable (e.g. coreset=0.01, topK=50, d=100, k=2)', collectOption, {});
 }
 
@@ -175,7 +189,7 @@ export function registerDetectorCommands(program: Command): void {
       const range = o.overlayScale === 'image' ? undefined : detectorOverlayRange(det.thresholds);
       if (o.overlayScale === 'detector' && !range)
         throw new InvalidArgumentError(`--overlay-scale detector: '${o.model}' has no pixel threshold and normalisation (fit them with eval --save); use --overlay-scale image`);
-      if (o.out && !range && !o.overlayScale && det.method !== 'dn2')
+      if (o.out && !range && !o.overlayScale && !IMAGE_LEVEL_METHODS.includes(det.method))
         console.error(`note: '${o.model}' has no pixel thresholds, so each overlay is scaled to its own min and max (every image looks hot somewhere); eval --save fits them`);
       const paths = await resolveImages(o.data);
       const preds = await det.predict(paths);

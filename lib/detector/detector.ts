@@ -1,6 +1,6 @@
 /**
- * Detectors: one interface (fit / predict / evaluate / save / load) over DN2, SPADE, PatchCore
- * and PaDiM. The Detector owns batching, the backbone, preprocessing and post-processing (maps
+ * Detectors: one interface (fit / predict / evaluate / save / load) over DN2, SPADE, PatchCore,
+ * PaDiM, PANDA and Reverse Distillation. The Detector owns batching, the backbone, preprocessing and post-processing (maps
  * back to each image's own resolution); each method (lib/methods/) owns its compute.
  *
  * @example
@@ -18,6 +18,7 @@ import { resizeBilinear } from '../maps/maps.js';
 import { createDn2 } from '../methods/dn2.js';
 import type { Method, MethodFactory } from '../methods/method.js';
 import { createPadim } from '../methods/padim.js';
+import { createPanda } from '../methods/panda.js';
 import { createPatchcore } from '../methods/patchcore.js';
 import { createReverseDistillation } from '../methods/reverse-distillation.js';
 import { createSpade } from '../methods/spade.js';
@@ -28,13 +29,20 @@ import { Evaluator, type Evaluation } from '../metrics/evaluator.js';
 import { describe, expectInteger, expectNumber, expectObject, expectOneOf, expectString } from '../core/validate.js';
 import { weightsFor } from '../io/weights.js';
 
-export const METHODS = ['dn2', 'spade', 'patchcore', 'padim', 'reverse-distillation'] as const;
+export const METHODS = ['dn2', 'spade', 'patchcore', 'padim', 'panda', 'reverse-distillation'] as const;
 export type MethodName = (typeof METHODS)[number];
 const FACTORIES: Record<MethodName, MethodFactory> = {
-  dn2: createDn2, spade: createSpade, patchcore: createPatchcore, padim: createPadim, 'reverse-distillation': createReverseDistillation,
+  dn2: createDn2, spade: createSpade, patchcore: createPatchcore, padim: createPadim, panda: createPanda, 'reverse-distillation': createReverseDistillation,
 };
+/** Methods that score whole images only (no anomaly map). */
+export const IMAGE_LEVEL_METHODS: readonly MethodName[] = ['dn2', 'panda'];
 const FORMAT = 'anomalens-detector';
-const VERSION = '1';
+/**
+ * Version 2: a method's state may hold fine-tuned network parameters (PANDA's `c<t>.net.<name>`,
+ * Reverse Distillation's student). Version-1 files (no trained parameters) read unchanged.
+ */
+const VERSION = '2';
+const READS = ['1', '2'];
 
 export interface ProgressEvent {
   phase: 'fit' | 'build' | 'predict';
@@ -60,7 +68,11 @@ export interface DetectorOptions {
   crop?: number;
   /** Images per forward pass (default 8). */
   batchSize?: number;
-  /** Method options: DN2 { k, reduce }, SPADE { topK, sigma }, PatchCore { coreset, dim, reweight, seed, sigma }, PaDiM { d, seed, reg, sigma }. */
+  /**
+   * Method options: DN2 { k, reduce }, SPADE { topK, sigma }, PatchCore { coreset, dim, reweight,
+   * seed, sigma }, PaDiM { d, seed, reg, sigma }, PANDA (PandaMethodOptions: epochs, ses, ewc, ...),
+   * Reverse Distillation (ReverseDistillationOptions: epochs, loss, amapMode, ...).
+   */
   methodOptions?: Record<string, unknown>;
   /** Thresholds on the image score and on map values (raw units); set by evaluate() or by hand. */
   thresholds?: ThresholdsLike;
@@ -75,7 +87,7 @@ export interface Prediction {
   predScore: number;
   /** 1 when predScore >= thresholds.image; undefined without a threshold. */
   predLabel?: 0 | 1;
-  /** Anomaly map at the image's own resolution (height x width); undefined for DN2. */
+  /** Anomaly map at the image's own resolution (height x width); undefined for DN2 and PANDA. */
   anomalyMap?: Float32Array;
   width: number;
   height: number;
@@ -245,7 +257,7 @@ export class Detector {
   async evaluate(dataset: Dataset, options: EvaluateOptions = {}): Promise<EvaluationReport> {
     expectObject(dataset, 'dataset');
     if (!this.#fitted) await this.fit(dataset.train.map((s) => s.path));
-    const withMasks = dataset.hasMasks && this.method !== 'dn2';
+    const withMasks = dataset.hasMasks && !IMAGE_LEVEL_METHODS.includes(this.method);
     const ev = new Evaluator({ fprLimit: options.fprLimit ?? 0.3, copy: false });
     const scores: number[] = [];
     const labels: number[] = [];
@@ -386,7 +398,7 @@ export class Detector {
     for (const key of ['format', 'version', 'method', 'arch', 'weights', 'weightsSha256', 'preprocess', 'methodOptions', 'thresholds'])
       if (typeof m[key] !== 'string') throw new AnomalensError('ERR_INVALID_FILE', `'${path}' has no '${key}' in its metadata: not a complete anomalens detector file`);
     if (m.format !== FORMAT) throw new AnomalensError('ERR_INVALID_FILE', `'${path}' is not an anomalens detector file (format '${m.format ?? 'none'}')`);
-    if (m.version !== VERSION) throw new AnomalensError('ERR_INVALID_FILE', `'${path}' is detector format version ${m.version}; this anomalens reads version ${VERSION}`);
+    if (!READS.includes(m.version)) throw new AnomalensError('ERR_INVALID_FILE', `'${path}' is detector format version ${m.version}; this anomalens reads versions ${READS.join(' and ')}`);
     const weights = options.weights ?? m.weights;
     const sha = await sha256File(weights);
     if (sha !== m.weightsSha256)

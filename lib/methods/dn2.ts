@@ -17,6 +17,22 @@ export interface Dn2Options {
   reduce?: 'sum' | 'mean';
 }
 
+/**
+ * DN2's image scores: for each of the n query rows [n, dim], the k squared L2 distances to its
+ * nearest bank rows [m, dim], summed (or averaged).
+ */
+export async function dn2Scores(bank: Float32Array, queries: Float32Array, dim: number, k: number, reduce: 'sum' | 'mean'): Promise<Float32Array> {
+  const n = queries.length / dim;
+  const r = await knnSearch({ data: bank, shape: [bank.length / dim, dim] }, { data: queries, shape: [n, dim] }, { k, metric: 'l2sq' });
+  const scores = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    let s = 0;
+    for (let j = 0; j < k; j++) s += r.distances[i * k + j];
+    scores[i] = reduce === 'sum' ? s : s / k;
+  }
+  return scores;
+}
+
 export function createDn2(backbone: Backbone, options: Record<string, unknown>): Method {
   const k = expectInteger(options.k ?? 2, 'options.k', { min: 1, max: 1024 });
   const reduce = expectOneOf(options.reduce ?? 'sum', 'options.reduce', ['sum', 'mean'] as const);
@@ -37,16 +53,7 @@ export function createDn2(backbone: Backbone, options: Record<string, unknown>):
       if (bank.length / dim < k) throw new RangeError(`DN2 with k = ${k} needs at least ${k} training images, received ${bank.length / dim}`);
     },
     async score(f: Features): Promise<MethodScores> {
-      const q = await globalAvgPool(f[tap]);
-      const n = f[tap].shape[0];
-      const r = await knnSearch({ data: bank!, shape: [bank!.length / dim, dim] }, { data: q, shape: [n, dim] }, { k, metric: 'l2sq' });
-      const scores = new Float32Array(n);
-      for (let i = 0; i < n; i++) {
-        let s = 0;
-        for (let j = 0; j < k; j++) s += r.distances[i * k + j];
-        scores[i] = reduce === 'sum' ? s : s / k;
-      }
-      return { scores };
+      return { scores: await dn2Scores(bank!, await globalAvgPool(f[tap]), dim, k, reduce) };
     },
     config: () => ({ k, reduce, tap }),
     state: (): Record<string, NamedTensor> => ({ bank: { shape: [bank!.length / dim, dim], data: bank! } }),

@@ -36,6 +36,19 @@ export interface PandaOptions {
   clip?: number | null;
   /** Compute the frozen prefix's output once per image (default true). */
   cachePrefix?: boolean;
+  /**
+   * The images are already this tap's output (the frozen prefix computed by the caller, e.g.
+   * the Detector's inference backbone): the prefix never runs. Must be pandaCacheTap(net).
+   */
+  startTap?: ResnetTap;
+  /**
+   * Called after every epoch (awaited before the next one starts) with the epoch (1-based),
+   * the fixed centre and the training inputs as the network sees them (`inputs` from
+   * `inputTap`): for checkpoints and sample-wise early stopping's snapshots.
+   */
+  onEpochEnd?: (epoch: number, state: { centre: Float32Array; inputs: Float32Array; inputShape: [number, number, number, number]; inputTap: 'input' | ResnetTap }) => Promise<void> | void;
+  /** Called after every step with the steps done and the total. */
+  onStep?: (done: number, total: number) => void;
   /** EWC: lambda (PANDA's 1e4) over the parameters anchored with net.params.setEwcAnchor. */
   ewcLambda?: number;
   /** Called after every epoch with its mean loss (per image, as the original's run_epoch). */
@@ -112,20 +125,24 @@ export async function pandaFineTune(net: TrainResnet, images: Float32Array, shap
   const s = expectNchw(shape, 'shape');
   const [n, c, h, w] = s;
   const x = expectFloat32Array(images, 'images', n * c * h * w);
-  const o = expectObject(options, 'options');
+  const o = expectObject(options, 'options') as PandaOptions;
   const epochs = o.epochs === undefined ? 15 : expectInteger(o.epochs, 'options.epochs', { min: 0 });
   const batchSize = o.batchSize === undefined ? 32 : expectInteger(o.batchSize, 'options.batchSize', { min: 1 });
   const seed = o.seed === undefined ? 0 : expectInteger(o.seed, 'options.seed', { min: 0 });
   const cache = o.cachePrefix === undefined ? true : expectBoolean(o.cachePrefix, 'options.cachePrefix');
   const clip = o.clip === null ? null : o.clip === undefined ? 1e-3 : expectNumber(o.clip, 'options.clip', { min: 0 });
   const ewcLambda = o.ewcLambda === undefined ? undefined : expectNumber(o.ewcLambda, 'options.ewcLambda', { min: 0 });
-  if (o.onEpoch !== undefined && typeof o.onEpoch !== 'function') throw new TypeError('options.onEpoch must be a function');
+  for (const f of ['onEpoch', 'onEpochEnd', 'onStep'] as const)
+    if (o[f] !== undefined && typeof o[f] !== 'function') throw new TypeError(`options.${f} must be a function`);
+  const given = o.startTap === undefined ? undefined : (o.startTap as ResnetTap);
+  if (given !== undefined && given !== pandaCacheTap(net))
+    throw new RangeError(`options.startTap must be '${pandaCacheTap(net)}' (the output of PANDA's frozen prefix for ${net.arch}), received '${String(given)}'`);
   const signal = o.signal as AbortSignal | undefined;
   const sgd = (o.sgd as SgdOptions | undefined) ?? PANDA_SGD;
 
   for (const p of pandaFrozenPrefixes(net)) net.params.freeze(p);
   const d = net.tapShape(net.lastTap, 1, 1, 1)[1];
-  const centreFeatures = await pooledFeatures(net, x, s, batchSize);
+  const centreFeatures = await pooledFeatures(net, x, s, batchSize, given ?? 'input');
   const centre = new Float32Array(d);
   {
     const acc = new Float64Array(d);
@@ -136,8 +153,8 @@ export async function pandaFineTune(net: TrainResnet, images: Float32Array, shap
   // The frozen prefix's output, once per image (exact: BN frozen, prefix frozen).
   let inputs = x;
   let inShape: [number, number, number, number] = s;
-  let startTap: 'input' | ResnetTap = 'input';
-  if (cache) {
+  let startTap: 'input' | ResnetTap = given ?? 'input';
+  if (cache && given === undefined) {
     const tap = pandaCacheTap(net);
     const prefix = new (net.constructor as new (arch: TrainResnet['arch'], o: { lastTap: ResnetTap }) => TrainResnet)(net.arch, { lastTap: tap });
     for (const name of prefix.tensorNames()) prefix.setTensor(name, net.tensor(name));
@@ -155,6 +172,7 @@ export async function pandaFineTune(net: TrainResnet, images: Float32Array, shap
 
   const next = rng(seed);
   const losses: number[] = [];
+  const stepsPerEpoch = Math.ceil(n / batchSize);
   for (let e = 0; e < epochs; e++) {
     const order = permutation(n, next);
     let sum = 0;
@@ -165,10 +183,14 @@ export async function pandaFineTune(net: TrainResnet, images: Float32Array, shap
       const r = await compactnessStep(net, batch, [idx.length, inShape[1], inShape[2], inShape[3]], centre, {
         startTap, clip, sgd, ewcLambda,
       });
+      if (!Number.isFinite(r.loss))
+        throw new AnomalensError('ERR_INVALID_ARGUMENT', `PANDA's loss is ${r.loss} at epoch ${e + 1}, step ${b / batchSize + 1}: training diverged (lower the learning rate) or the inputs hold non-finite values`);
       sum += r.loss * idx.length; // the original's total_loss += loss * batch size
+      o.onStep?.(e * stepsPerEpoch + b / batchSize + 1, epochs * stepsPerEpoch);
     }
     losses.push(sum / n);
     o.onEpoch?.(e, sum / n);
+    await o.onEpochEnd?.(e + 1, { centre, inputs, inputShape: inShape, inputTap: startTap });
   }
   const trainFeatures = await pooledFeatures(net, inputs, [n, inShape[1], inShape[2], inShape[3]], batchSize, startTap);
   return { centre, losses, trainFeatures };
