@@ -109,7 +109,14 @@ export function buildProgram(): Command {
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const program = buildProgram().exitOverride();
+  const program = buildProgram();
+  // Subcommands copy the parent's settings when they are created, so the override is set on
+  // each: a bad option value of a verb then exits 2 like every other usage error.
+  const override = (c: Command): void => {
+    c.exitOverride();
+    c.commands.forEach(override);
+  };
+  override(program);
   try {
     await program.parseAsync(argv);
     return 0;

@@ -65,6 +65,27 @@ describe('anomalens fit / predict / eval', () => {
     expect(existsSync(rd)).toBe(true);
   }, 120_000);
 
+  it('fit --method panda --epochs N trains with an epoch line per epoch; eval scores it (image level); --epochs elsewhere is a usage error', async () => {
+    const panda = join(dir, 'panda.anomalens');
+    let r = await run('fit', '--method', 'panda', '--arch', 'resnet18', '--weights', weights, '--data', data, '--out', panda,
+      '--size', '64', '--epochs', '2', '--option', 'batchSize=4', '--json');
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ method: 'panda', trainImages: 6 });
+    expect(r.stderr).toMatch(/epoch 1\/2: loss [0-9.e-]+, [0-9.]+ img\/s, ETA \d+ s/);
+    expect(r.stderr).toMatch(/epoch 2\/2/);
+    r = await run('eval', '--model', panda, '--data', data, '--json');
+    expect(r.code, r.stderr).toBe(0);
+    const report = JSON.parse(r.stdout);
+    expect(report).toMatchObject({ method: 'panda', pixelAuroc: null, aupro: null });
+    expect(report.imageAuroc).toBeGreaterThanOrEqual(0);
+    r = await run('fit', '--method', 'padim', '--arch', 'resnet18', '--weights', weights, '--data', data, '--out', join(dir, 'x.anomalens'), '--epochs', '3');
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr).toMatch(/--epochs applies to the training methods \(panda, reverse-distillation\), not to 'padim'/);
+    r = await run('fit', '--method', 'panda', '--arch', 'resnet18', '--weights', weights, '--data', data, '--out', join(dir, 'x.anomalens'), '--epochs', '-1');
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr).toMatch(/--epochs must be a non-negative integer/);
+  }, 120_000);
+
   it('eval --model prints the metrics; eval --method fits first and --save keeps the thresholds', async () => {
     let r = await run('eval', '--model', model, '--data', data, '--json');
     expect(r.code, r.stderr).toBe(0);
