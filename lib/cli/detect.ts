@@ -6,7 +6,7 @@ import { basename, extname, join } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { ARCHS, type Arch } from '../nn/backbone.js';
 import { openFolders, openMvtec, type Dataset } from '../data/datasets.js';
-import { trainingHooks } from './train.js';
+import { TRAINING_METHODS, trainingHooks } from './train.js';
 import { DEFAULT_ARCH, Detector, METHODS, type DetectorOptions, type EvaluationReport, type MethodName, type ProgressEvent } from '../detector/detector.js';
 import { AnomalensError } from '../core/errors.js';
 import { listImages } from '../image/images.js';
@@ -63,8 +63,12 @@ async function resolveImages(args: string[]): Promise<string[]> {
   return out;
 }
 
-/** A progress bar per phase, on stderr when it is a TTY. */
-function progressReporter(enabled: boolean): (e: ProgressEvent) => void {
+/**
+ * A progress bar per phase, on stderr when it is a TTY. The 'build' phase is per mille of the
+ * work after feature extraction: the memory bank, or the training of a training method.
+ */
+function progressReporter(enabled: boolean, method: string): (e: ProgressEvent) => void {
+  const build = TRAINING_METHODS.has(method) ? 'training' : 'memory bank';
   let bar: Progress | undefined;
   let phase = '';
   let last = 0;
@@ -74,7 +78,7 @@ function progressReporter(enabled: boolean): (e: ProgressEvent) => void {
       bar?.done();
       phase = e.phase;
       last = 0;
-      bar = createProgress(phase === 'build' ? 'memory bank' : phase, e.total, { unit: phase === 'build' ? '‰' : 'img' });
+      bar = createProgress(phase === 'build' ? build : phase, e.total, { unit: phase === 'build' ? '‰' : 'img' });
     }
     bar!.tick(e.done - last);
     last = e.done;
@@ -149,7 +153,7 @@ export function registerDetectorCommands(program: Command): void {
     .action(async (o) => {
       applyRuntime(o);
       const det = await Detector.create(await detectorOptions(o));
-      det.onProgress = progressReporter(o.progress);
+      det.onProgress = progressReporter(o.progress, det.method);
       const train = (await isMvtec(o.data)) ? (await openMvtec(o.data)).train.map((s) => s.path) : await listImages(o.data);
       await det.fit(train);
       await det.save(o.out);
@@ -171,7 +175,7 @@ export function registerDetectorCommands(program: Command): void {
     .action(async (o) => {
       applyRuntime(o);
       const det = await Detector.load(o.model, { weights: o.weights });
-      det.onProgress = progressReporter(o.progress);
+      det.onProgress = progressReporter(o.progress, det.method);
       const range = o.overlayScale === 'image' ? undefined : detectorOverlayRange(det.thresholds);
       if (o.overlayScale === 'detector' && !range)
         throw new InvalidArgumentError(`--overlay-scale detector: '${o.model}' has no pixel threshold and normalisation (fit them with eval --save); use --overlay-scale image`);
@@ -201,7 +205,7 @@ export function registerDetectorCommands(program: Command): void {
       applyRuntime(o);
       if (Boolean(o.model) === Boolean(o.method)) throw new InvalidArgumentError('give either --model or --method (with optional --arch and --weights)');
       const det = o.model ? await Detector.load(o.model, { weights: o.weights }) : await Detector.create(await detectorOptions(o));
-      det.onProgress = progressReporter(o.progress);
+      det.onProgress = progressReporter(o.progress, det.method);
       const data = await openData(o);
       const report = o.report ? await evaluateWithReport(det, data, o.report, { dataRoot: o.data }) : await det.evaluate(data);
       if (o.save) await det.save(o.save);
