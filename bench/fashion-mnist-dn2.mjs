@@ -8,10 +8,9 @@
 // Features are extracted once (the backbone does not depend on the class); DN2's scoring (k = 2,
 // sum of squared L2 distances on pooled features) is then run per class with knnSearch, the
 // same computation as the dn2 method of Detector (lib/methods/dn2.ts).
-import { readFileSync } from 'node:fs';
-import { gunzipSync } from 'node:zlib';
 import { parseArgs } from 'node:util';
 import { Backbone, imageAuroc, knnSearch, preprocessImages, setNumThreads } from '../dist/lib/index.js';
+import { FASHION_MNIST_DIR, firstPerClass, loadFashionMnist, rawImages } from './fashion-mnist.mjs';
 
 const { values } = parseArgs({
   options: {
@@ -20,25 +19,18 @@ const { values } = parseArgs({
     size: { type: 'string', default: '112' },
     'train-per-class': { type: 'string', default: '1000' },
     threads: { type: 'string', default: '2' },
-    dir: { type: 'string', default: '/usr/share/datasets/fashion-mnist' },
+    dir: { type: 'string', default: FASHION_MNIST_DIR },
   },
 });
 setNumThreads(Number(values.threads));
 const size = Number(values.size);
 const perClass = Number(values['train-per-class']);
 
-function idx(file) {
-  const b = gunzipSync(readFileSync(`${values.dir}/${file}`));
-  const dims = b[3];
-  const shape = Array.from({ length: dims }, (_, i) => b.readUInt32BE(4 + 4 * i));
-  return { shape, data: b.subarray(4 + 4 * dims) };
-}
-
 async function pooled(bb, tap, images, indices) {
   const out = [];
   const t0 = performance.now();
   for (let s = 0; s < indices.length; s += 32) {
-    const raw = indices.slice(s, s + 32).map((i) => ({ data: images.data.subarray(i * 784, (i + 1) * 784), width: 28, height: 28, channels: 1 }));
+    const raw = rawImages(images, indices.slice(s, s + 32));
     const batch = await preprocessImages(raw, { resize: [size, size] });
     const f = (await bb.extract(batch, [tap]))[tap];
     const [n, c, h, w] = f.shape;
@@ -60,17 +52,11 @@ async function pooled(bb, tap, images, indices) {
   return { data: flat, dim, secs };
 }
 
-const trainX = idx('train-images-idx3-ubyte.gz');
-const trainY = idx('train-labels-idx1-ubyte.gz').data;
-const testX = idx('t10k-images-idx3-ubyte.gz');
-const testY = idx('t10k-labels-idx1-ubyte.gz').data;
+const fm = loadFashionMnist(values.dir);
+const [trainX, trainY, testX, testY] = [fm.train.images, fm.train.labels, fm.test.images, fm.test.labels];
 const bb = await Backbone.load({ arch: values.arch, weights: values.weights });
 const tap = bb.availableTaps.includes('avgpool') ? 'avgpool' : bb.deepestTap;
-const trainIdx = [];
-for (let c = 0; c < 10; c++) {
-  let taken = 0;
-  for (let i = 0; i < trainY.length && taken < perClass; i++) if (trainY[i] === c) trainIdx.push(i), taken++;
-}
+const trainIdx = firstPerClass(trainY, perClass);
 const testIdx = Array.from({ length: testY.length }, (_, i) => i);
 const tr = await pooled(bb, tap, trainX, trainIdx);
 const te = await pooled(bb, tap, testX, testIdx);

@@ -1,51 +1,78 @@
-// Fashion-MNIST (Debian package dataset-fashion-mnist: gzipped IDX files in
-// /usr/share/datasets/fashion-mnist) for the one-class benches: the four files, class subsets,
-// and normalised batches through the library's own preprocessing (grey -> 3 channels, resize
-// without crop, ImageNet normalisation).
-import { existsSync, readFileSync } from 'node:fs';
+// Fashion-MNIST for the one-class benches (Debian package dataset-fashion-mnist: IDX files,
+// gzipped): loading, the images as RawImage objects for preprocessImages, the per-class
+// training picks and a seeded stratified test subset. Used by fashion-mnist-dn2.mjs and
+// rd-fashion-mnist.mjs.
+import { readFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
-import { preprocessImages } from '../dist/lib/index.js';
 
 export const FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist';
-export const FASHION_MNIST_CLASSES = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'];
+export const CLASS_NAMES = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'];
 
-function idx(path) {
+/** One IDX file: { shape, data } (data: the raw uint8 payload). */
+export function readIdx(path) {
   const b = gunzipSync(readFileSync(path));
+  if (b[0] !== 0 || b[1] !== 0 || b[2] !== 0x08) throw new Error(`${path}: not an unsigned-byte IDX file`);
   const dims = b[3];
   const shape = Array.from({ length: dims }, (_, i) => b.readUInt32BE(4 + 4 * i));
   return { shape, data: b.subarray(4 + 4 * dims) };
 }
 
-/** The four files, or null (with the reason) when the package is not installed. */
+/** { train: { images, labels }, test: { images, labels } }; images: { shape [n, 28, 28], data }. */
 export function loadFashionMnist(dir = FASHION_MNIST_DIR) {
-  const files = ['train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz', 't10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz'];
-  const missing = files.find((f) => !existsSync(`${dir}/${f}`));
-  if (missing) return { missing: `${dir}/${missing}` };
-  const [trainX, trainY, testX, testY] = files.map((f) => idx(`${dir}/${f}`));
-  return { trainX, trainY: trainY.data, testX, testY: testY.data };
+  const split = (prefix) => ({ images: readIdx(`${dir}/${prefix}-images-idx3-ubyte.gz`), labels: readIdx(`${dir}/${prefix}-labels-idx1-ubyte.gz`).data });
+  return { train: split('train'), test: split('t10k') };
 }
 
-/** The first `n` indices of class `c`. */
-export function firstOfClass(labels, c, n) {
+/** The images at `indices` as 28 x 28 grey RawImages (views, no copy) for preprocessImages. */
+export function rawImages(images, indices) {
+  const [, h, w] = images.shape;
+  return indices.map((i) => ({ data: images.data.subarray(i * h * w, (i + 1) * h * w), width: w, height: h, channels: 1 }));
+}
+
+/** Indices of the first `perClass` images of each class in `classes`, in file order, class by class. */
+export function firstPerClass(labels, perClass, classes = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]) {
   const out = [];
-  for (let i = 0; i < labels.length && out.length < n; i++) if (labels[i] === c) out.push(i);
+  for (const c of classes) {
+    let taken = 0;
+    for (let i = 0; i < labels.length && taken < perClass; i++) if (labels[i] === c) out.push(i), taken++;
+  }
   return out;
 }
 
-/** The first `perClass` indices of every class (a fixed, stratified subset). */
-export function stratified(labels, perClass) {
-  const out = [];
-  for (let c = 0; c < 10; c++) out.push(...firstOfClass(labels, c, perClass));
-  return out.sort((a, b) => a - b);
+/** mulberry32: a small seeded generator. */
+function rng(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
 }
 
-/** Images `indices` as one normalised [n, 3, size, size] batch. */
-export async function fashionBatch(images, indices, size) {
-  const raw = indices.map((i) => ({ data: images.data.subarray(i * 784, (i + 1) * 784), width: 28, height: 28, channels: 1 }));
-  const parts = [];
-  for (let s = 0; s < raw.length; s += 256) parts.push(await preprocessImages(raw.slice(s, s + 256), { resize: [size, size] }));
-  const data = new Float32Array(indices.length * 3 * size * size);
-  let o = 0;
-  for (const p of parts) data.set(p.data, o), (o += p.data.length);
-  return { data, shape: [indices.length, 3, size, size] };
+/**
+ * A seeded stratified subset of `n` indices (all of them when n >= labels.length): each
+ * class gets its share of n in proportion to its count (10 equal classes in Fashion-MNIST's
+ * test set: n / 10 each, the remainder to the first classes), drawn by a seeded shuffle;
+ * returned in file order.
+ */
+export function stratifiedSubset(labels, n, seed = 0) {
+  if (n >= labels.length) return Array.from({ length: labels.length }, (_, i) => i);
+  const byClass = new Map();
+  labels.forEach((c, i) => (byClass.has(c) ? byClass.get(c).push(i) : byClass.set(c, [i])));
+  const classes = [...byClass.keys()].sort((a, b) => a - b);
+  const shares = classes.map((c) => Math.floor((n * byClass.get(c).length) / labels.length));
+  for (let k = 0, left = n - shares.reduce((a, b) => a + b, 0); left > 0; k = (k + 1) % classes.length, left--) shares[k]++;
+  const next = rng(seed);
+  const out = [];
+  classes.forEach((c, k) => {
+    const idx = byClass.get(c).slice();
+    for (let i = idx.length - 1; i > 0; i--) {
+      const j = Math.floor(next() * (i + 1));
+      [idx[i], idx[j]] = [idx[j], idx[i]];
+    }
+    out.push(...idx.slice(0, shares[k]));
+  });
+  return out.sort((a, b) => a - b);
 }

@@ -13,8 +13,9 @@ import { loadavg } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { Detector, imageAuroc, setNumThreads } from '../dist/lib/index.js';
-import { FASHION_MNIST_CLASSES, fashionBatch, firstOfClass, loadFashionMnist, stratified } from './fashion-mnist.mjs';
+import { existsSync as exists } from 'node:fs';
+import { Detector, imageAuroc, preprocessImages, setNumThreads } from '../dist/lib/index.js';
+import { CLASS_NAMES, FASHION_MNIST_DIR, firstPerClass, loadFashionMnist, rawImages } from './fashion-mnist.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const { values } = parseArgs({
@@ -33,8 +34,18 @@ const { values } = parseArgs({
     out: { type: 'string' },
   },
 });
+if (!exists(FASHION_MNIST_DIR)) { console.log(`skipped: ${FASHION_MNIST_DIR} is absent (apt-get install dataset-fashion-mnist)`); process.exit(0); }
 const fm = loadFashionMnist();
-if (fm.missing) { console.log(`skipped: ${fm.missing} is absent (apt-get install dataset-fashion-mnist)`); process.exit(0); }
+
+/** Images `indices` as one normalised [n, 3, size, size] batch, through the library's preprocessing. */
+async function batchOf(images, indices) {
+  const data = new Float32Array(indices.length * 3 * size * size);
+  for (let s = 0; s < indices.length; s += 256) {
+    const b = await preprocessImages(rawImages(images, indices.slice(s, s + 256)), { resize: [size, size] });
+    data.set(b.data, s * 3 * size * size);
+  }
+  return { data, shape: [indices.length, 3, size, size] };
+}
 if (!existsSync(values.weights)) { console.log(`skipped: ${values.weights} is absent`); process.exit(0); }
 setNumThreads(Number(values.threads));
 const size = Number(values.size), epochs = Number(values.epochs);
@@ -49,15 +60,16 @@ const options = {
   ses: { method: 'panda', methodOptions: { epochs, ses: true, sesEvery: Number(values['ses-every']) } },
   ewc: { method: 'panda', methodOptions: { epochs, ewc: values.fisher } },
 };
-const testIdx = stratified(fm.testY, Number(values['test-per-class']));
-const test = await fashionBatch(fm.testX, testIdx, size);
+// The first --test-per-class test images of every class, in file order.
+const testIdx = firstPerClass(fm.test.labels, Number(values['test-per-class'])).sort((a, b) => a - b);
+const test = await batchOf(fm.test.images, testIdx);
 const load = () => loadavg().map((v) => v.toFixed(1)).join(' ');
 console.error(`setting: ${values.arch} ${size}x${size}, ${values.train} training images per class, ${testIdx.length} test images, ${epochs} epochs, load ${load()}`);
 const rows = [];
 for (const c of values.classes.split(',').map(Number)) {
-  const train = await fashionBatch(fm.trainX, firstOfClass(fm.trainY, c, Number(values.train)), size);
-  const labels = Uint8Array.from(testIdx, (i) => (fm.testY[i] === c ? 0 : 1));
-  const row = { class: c, name: FASHION_MNIST_CLASSES[c] };
+  const train = await batchOf(fm.train.images, firstPerClass(fm.train.labels, Number(values.train), [c]));
+  const labels = Uint8Array.from(testIdx, (i) => (fm.test.labels[i] === c ? 0 : 1));
+  const row = { class: c, name: CLASS_NAMES[c] };
   for (const v of variants) {
     const t0 = performance.now();
     const det = await Detector.create({ arch: values.arch, weights: values.weights, size, batchSize: 32, ...options[v] });

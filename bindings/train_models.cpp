@@ -1,7 +1,7 @@
 // The parameter store with its optimisers, and the trainable ResNet (which owns two stores:
 // parameters and BN buffers). lib/train/params.ts and resnet.ts validate first.
 //   new TrainParams(): add / names / info / value / grad / state / setValue / setGrad /
-//     setState / freeze / unfreeze / zeroGrad (sync, O(size) copies), sgdStep / adamStep /
+//     setState / setStep / freeze / unfreeze / zeroGrad (sync, O(size) copies), sgdStep / adamStep /
 //     clipGradNorm / addEwcPenalty (Promises resolving a number).
 //   new TrainParams(network, 'params' | 'buffers'): the same over a TrainResnet's or a TrainRd's
 //     stores (train_shared.h).
@@ -50,7 +50,8 @@ class TrainParamsWrap : public Napi::ObjectWrap<TrainParamsWrap> {
                         InstanceMethod("info", &W::Info), InstanceMethod("value", &W::Value),
                         InstanceMethod("grad", &W::Grad), InstanceMethod("state", &W::State),
                         InstanceMethod("setValue", &W::SetValue), InstanceMethod("setGrad", &W::SetGrad),
-                        InstanceMethod("setState", &W::SetState), InstanceMethod("freeze", &W::Freeze),
+                        InstanceMethod("setState", &W::SetState), InstanceMethod("setStep", &W::SetStep),
+                        InstanceMethod("freeze", &W::Freeze),
                         InstanceMethod("unfreeze", &W::Unfreeze), InstanceMethod("zeroGrad", &W::ZeroGrad),
                         InstanceMethod("sgdStep", &W::SgdStep), InstanceMethod("adamStep", &W::AdamStep),
                         InstanceMethod("clipGradNorm", &W::ClipGradNorm),
@@ -163,6 +164,17 @@ class TrainParamsWrap : public Napi::ObjectWrap<TrainParamsWrap> {
       Param& p = store().at(args.string(0, "name"));
       const std::string key = args.string(1, "key");
       p.setState(key, trainData(args, 2, "state", p.numel()));
+      return env.Undefined();
+    });
+  }
+  // Adam's step count of one parameter (a resumed run restores it with exp_avg / exp_avg_sq).
+  Napi::Value SetStep(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    notBusy(env);
+    return guard(env, [&] {
+      ArgReader args(info, "");
+      Param& p = store().at(args.string(0, "name"));
+      p.step = static_cast<double>(args.integer(1, "step"));
       return env.Undefined();
     });
   }

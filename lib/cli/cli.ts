@@ -133,7 +133,8 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (err instanceof AnomalensError) {
       process.stderr.write(`anomalens: error [${err.code}]: ${err.message}\n`);
-      return 1;
+      // Interrupted (Ctrl-C during training): the shell's status for SIGINT.
+      return err.code === 'ERR_ABORTED' ? 130 : 1;
     }
     process.stderr.write(`anomalens: unexpected error: ${(err as Error)?.stack ?? String(err)}\n`);
     return 1;

@@ -6,7 +6,7 @@ import { basename, extname, join } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { ARCHS, type Arch } from '../nn/backbone.js';
 import { openFolders, openMvtec, type Dataset } from '../data/datasets.js';
-import { trainingHooks } from './train.js';
+import { TRAINING_METHODS, trainingHooks } from './train.js';
 import { DEFAULT_ARCH, Detector, IMAGE_LEVEL_METHODS, METHODS, type DetectorOptions, type EvaluationReport, type MethodName, type ProgressEvent } from '../detector/detector.js';
 import { AnomalensError } from '../core/errors.js';
 import { listImages } from '../image/images.js';
@@ -32,9 +32,6 @@ export function nonNegativeInt(name: string) {
     return n;
   };
 }
-
-/** Methods that train a network in fit(): epoch lines, --epochs, Ctrl-C. */
-const TRAINING_METHODS: readonly MethodName[] = ['panda', 'reverse-distillation'];
 
 /** --option key=value pairs (numbers and booleans parsed). */
 function collectOption(value: string, previous: Record<string, unknown>): Record<string, unknown> {
@@ -74,8 +71,12 @@ async function resolveImages(args: string[]): Promise<string[]> {
   return out;
 }
 
-/** A progress bar per phase, on stderr when it is a TTY. */
-function progressReporter(enabled: boolean): (e: ProgressEvent) => void {
+/**
+ * A progress bar per phase, on stderr when it is a TTY. The 'build' phase is per mille of the
+ * work after feature extraction: the memory bank, or the training of a training method.
+ */
+function progressReporter(enabled: boolean, method: string): (e: ProgressEvent) => void {
+  const build = TRAINING_METHODS.has(method) ? 'training' : 'memory bank';
   let bar: Progress | undefined;
   let phase = '';
   let last = 0;
@@ -85,7 +86,7 @@ function progressReporter(enabled: boolean): (e: ProgressEvent) => void {
       bar?.done();
       phase = e.phase;
       last = 0;
-      bar = createProgress(phase === 'build' ? 'memory bank' : phase, e.total, { unit: phase === 'build' ? '‰' : 'img' });
+      bar = createProgress(phase === 'build' ? build : phase, e.total, { unit: phase === 'build' ? '‰' : 'img' });
     }
     bar!.tick(e.done - last);
     last = e.done;
@@ -103,15 +104,15 @@ async function detectorOptions(o: Record<string, unknown>): Promise<DetectorOpti
   const arch = (o.arch ?? DEFAULT_ARCH) as Arch;
   if (!(ARCHS as readonly string[]).includes(arch))
     throw new InvalidArgumentError(`--arch must be one of ${ARCHS.join(', ')}, received '${arch}'`);
-  if (o.epochs !== undefined && !TRAINING_METHODS.includes(o.method as MethodName))
-    throw new InvalidArgumentError(`--epochs applies to the training methods (${TRAINING_METHODS.join(', ')}), not to '${o.method}'`);
+  if (o.epochs !== undefined && !TRAINING_METHODS.has(String(o.method)))
+    throw new InvalidArgumentError(`--epochs applies to the training methods (${[...TRAINING_METHODS].join(', ')}), not to '${o.method}'`);
   // --no-progress turns the download bar off; otherwise it shows only on a terminal.
   const progress = o.progress === false ? false : undefined;
   const weights = await weightsFor(arch, o.weights as string | undefined, { progress, flag: '--weights' });
   return {
     method: o.method as MethodName, arch, weights,
     size: o.size as number | undefined, batchSize: o.batch as number | undefined,
-    methodOptions: TRAINING_METHODS.includes(o.method as MethodName)
+    methodOptions: TRAINING_METHODS.has(String(o.method))
       ? { ...trainingHooks(o.progress !== false), ...(o.epochs === undefined ? {} : { epochs: o.epochs }), ...((o.option as Record<string, unknown>) ?? {}) }
       : (o.option as Record<string, unknown>) ?? {},
   };
@@ -134,7 +135,7 @@ function detectorFlags(cmd: Command, required: boolean): Command {
     .option('--weights <file|hf:owner/repo/file>',
       'backbone weights (safetensors); hf: specs are downloaded once into a cache; default: the arch\'s ImageNet weights on the Hugging Face Hub (torchvision archs)')
     .option('--size <n>', 'square input size (images are resized without crop)', positiveInt('--size'))
-    .option('--epochs <n>', `training epochs of ${TRAINING_METHODS.join(' and ')} (default: the method's, 15 and 200)`, nonNegativeInt('--epochs'))
+    .option('--epochs <n>', `training epochs of ${[...TRAINING_METHODS].join(' and ')} (default: the method's, 15 and 200)`, nonNegativeInt('--epochs'))
     .option('--option <key=value>', 'method option, repeatable (e.g. coreset=0.01, topK=50, d=100, k=2)', collectOption, {});
 }
 
@@ -163,7 +164,7 @@ export function registerDetectorCommands(program: Command): void {
     .action(async (o) => {
       applyRuntime(o);
       const det = await Detector.create(await detectorOptions(o));
-      det.onProgress = progressReporter(o.progress);
+      det.onProgress = progressReporter(o.progress, det.method);
       const train = (await isMvtec(o.data)) ? (await openMvtec(o.data)).train.map((s) => s.path) : await listImages(o.data);
       await det.fit(train);
       await det.save(o.out);
@@ -185,7 +186,7 @@ export function registerDetectorCommands(program: Command): void {
     .action(async (o) => {
       applyRuntime(o);
       const det = await Detector.load(o.model, { weights: o.weights });
-      det.onProgress = progressReporter(o.progress);
+      det.onProgress = progressReporter(o.progress, det.method);
       const range = o.overlayScale === 'image' ? undefined : detectorOverlayRange(det.thresholds);
       if (o.overlayScale === 'detector' && !range)
         throw new InvalidArgumentError(`--overlay-scale detector: '${o.model}' has no pixel threshold and normalisation (fit them with eval --save); use --overlay-scale image`);
@@ -215,7 +216,7 @@ export function registerDetectorCommands(program: Command): void {
       applyRuntime(o);
       if (Boolean(o.model) === Boolean(o.method)) throw new InvalidArgumentError('give either --model or --method (with optional --arch and --weights)');
       const det = o.model ? await Detector.load(o.model, { weights: o.weights }) : await Detector.create(await detectorOptions(o));
-      det.onProgress = progressReporter(o.progress);
+      det.onProgress = progressReporter(o.progress, det.method);
       const data = await openData(o);
       const report = o.report ? await evaluateWithReport(det, data, o.report, { dataRoot: o.data }) : await det.evaluate(data);
       if (o.save) await det.save(o.save);

@@ -207,6 +207,8 @@ export interface NativeTrainParams {
   setValue(name: string, value: Float32Array): void;
   setGrad(name: string, grad: Float32Array): void;
   setState(name: string, key: string, value: Float32Array): void;
+  /** Adam's step count of one parameter. */
+  setStep(name: string, step: number): void;
   freeze(prefix: string): number;
   unfreeze(prefix: string): number;
   zeroGrad(): void;

@@ -7,7 +7,8 @@
  *   image's taps are computed once and kept (exact, and the teacher's forward leaves the
  *   epoch loop); epochs of shuffled batches of 16, BN in training mode, loss_function, Adam(lr
  *   0.005, betas (0.5, 0.999)); progress per epoch, cancellation, atomic checkpoints under the
- *   original names (`bn.*`, `decoder.*`), loadable from a PyTorch checkpoint
+ *   original names (`bn.*`, `decoder.*`) with Adam's state by torch's names and the epoch, so
+ *   that `resume` continues the same run; a student loadable from a PyTorch checkpoint
  *   (scripts/rd_pth_to_safetensors.py);
  * - anomaly map (cal_anomaly_map + evaluation): per scale 1 - cosine similarity over channels,
  *   bilinear with align_corners = true to the input size, summed ('mul': multiplied), Gaussian
@@ -16,7 +17,8 @@
 import type { Backbone, Tensor4 } from '../nn/backbone.js';
 import { AnomalensError } from '../core/errors.js';
 import { cosineDistanceMap, gaussianBlur, resizeBilinear } from '../maps/maps.js';
-import { readSafetensors, writeSafetensors, type NamedTensor } from '../io/safetensors.js';
+import { readSafetensors } from '../io/safetensors.js';
+import { applyCheckpoint, checkpointTensors, saveCheckpoint } from '../train/checkpoint.js';
 import { RD_TEACHERS, TrainRd, type RdTeacher } from '../train/rd.js';
 import { describe, expectInteger, expectNumber, expectObject, expectOneOf, expectString } from '../core/validate.js';
 import type { Features, Method, MethodScores } from './method.js';
@@ -48,9 +50,25 @@ export interface ReverseDistillationOptions {
   amapMode?: 'add' | 'mul';
   /** Gaussian sigma of the map (default 4). */
   sigma?: number;
-  /** A safetensors file of `bn.*` / `decoder.*` tensors to start from (e.g. converted from the original's .pth). */
+  /**
+   * A safetensors file of `bn.*` / `decoder.*` tensors to start from (e.g. converted from the
+   * original's .pth, or one of our checkpoints): the student only, Adam starts afresh, training
+   * runs `epochs` epochs from epoch 1.
+   */
   student?: string;
-  /** Written atomically after every `checkpointEvery` epochs (default 1): the student under the original names. */
+  /**
+   * One of our checkpoints to continue: the student, Adam's state and the epoch it was written
+   * after; training runs the epochs after it up to `epochs` (with the same seed, batch size and
+   * loss as the first run, the continuation is exactly that run's). A checkpoint at `epochs`
+   * already trains nothing; one beyond `epochs`, or without Adam's state (a converted .pth:
+   * use `student`), is refused. Not together with `student`.
+   */
+  resume?: string;
+  /**
+   * Written atomically after every `checkpointEvery` epochs (default 1) and after the last: the
+   * student under the original names, Adam's state (`<param>.exp_avg`, `.exp_avg_sq`, `.step`)
+   * and the epoch in the metadata. May be the `resume` file.
+   */
   checkpoint?: string;
   checkpointEvery?: number;
   onEpoch?: (e: RdEpochEvent) => void;
@@ -99,29 +117,39 @@ export async function rdAnomalyMap(
   return { maps, scores };
 }
 
-/** The student's tensors as a state record (parameters and buffers, the original's names). */
-function studentState(rd: TrainRd): Record<string, NamedTensor> {
-  const out: Record<string, NamedTensor> = {};
-  for (const name of rd.tensorNames()) out[name] = { shape: rd.shape(name), data: rd.tensor(name) };
-  return out;
+/**
+ * Loads `bn.*` / `decoder.*` tensors by name (lib/train/checkpoint.ts): every student tensor
+ * must be present with its shape; `num_batches_tracked` entries are ignored (present or not),
+ * and so is the optimiser state of one of our checkpoints; other names are refused.
+ */
+export function loadStudent(rd: TrainRd, tensors: Record<string, { shape: number[]; data?: Float32Array | null }>, source: string): void {
+  applyCheckpoint(rd, tensors, source, { unexpected: 'refuse', optimizer: false });
 }
 
 /**
- * Loads `bn.*` / `decoder.*` tensors by name: every student tensor must be present with its
- * shape; `num_batches_tracked` entries are ignored (present or not); other names are refused.
+ * Restores a run from one of our checkpoints: student and Adam's state; returns the epoch
+ * it was written after. Refuses another teacher's file, one without Adam's state, one without
+ * an epoch, and one beyond `epochs`.
  */
-export function loadStudent(rd: TrainRd, tensors: Record<string, { shape: number[]; data?: Float32Array | null }>, source: string): void {
-  const want = new Set(rd.tensorNames());
-  for (const [name, t] of Object.entries(tensors)) {
-    if (name.endsWith('num_batches_tracked')) continue;
-    if (!want.has(name)) throw new AnomalensError('ERR_WEIGHTS_MISMATCH', `${source}: unexpected tensor '${name}' for a ${rd.teacher} Reverse Distillation student`);
-    const shape = rd.shape(name);
-    if (t.shape.join(',') !== shape.join(',') || !t.data)
-      throw new AnomalensError('ERR_WEIGHTS_MISMATCH', `${source}: tensor '${name}' must be float32 [${shape.join(', ')}], received [${t.shape.join(', ')}]`);
-    rd.setTensor(name, t.data);
-    want.delete(name);
-  }
-  if (want.size) throw new AnomalensError('ERR_WEIGHTS_MISMATCH', `${source}: missing ${want.size} student tensors, e.g. '${[...want][0]}'`);
+async function resumeFrom(rd: TrainRd, path: string, epochs: number): Promise<number> {
+  const name = `options.methodOptions.resume ('${path}')`;
+  const file = await readSafetensors(path);
+  const m = file.metadata;
+  if (m.teacher !== undefined && m.teacher !== rd.teacher)
+    throw new AnomalensError('ERR_WEIGHTS_MISMATCH', `${name} holds a ${m.teacher} Reverse Distillation student; this detector's teacher is ${rd.teacher}`);
+  // Parameters without a gradient have no state (bn.conv4 / bn.bn4, never used), as in torch.
+  const applied = applyCheckpoint(rd, file.tensors, name, { unexpected: 'refuse' });
+  if (applied.optimizer !== 'adam')
+    throw new AnomalensError(
+      'ERR_WEIGHTS_MISMATCH',
+      `${name} has no Adam state (<param>.exp_avg, .exp_avg_sq, .step), so it cannot continue a run; pass it as options.methodOptions.student to start from its student`,
+    );
+  const epoch = Number(m.epoch);
+  if (m.epoch === undefined || !Number.isInteger(epoch) || epoch < 0)
+    throw new AnomalensError('ERR_WEIGHTS_MISMATCH', `${name} has no epoch in its metadata (received ${m.epoch === undefined ? 'none' : `'${m.epoch}'`})`);
+  if (epoch > epochs)
+    throw new RangeError(`${name} was written after epoch ${epoch}, beyond options.methodOptions.epochs ${epochs}; raise epochs to continue, or pass it as options.methodOptions.student to score with it`);
+  return epoch;
 }
 
 /** A seeded permutation of [0, n) (Fisher-Yates on hash32). */
@@ -154,6 +182,9 @@ export function createReverseDistillation(backbone: Backbone, options: Record<st
   const amapMode = expectOneOf(o.amapMode ?? 'add', 'options.methodOptions.amapMode', ['add', 'mul'] as const);
   const sigma = expectNumber(o.sigma ?? 4, 'options.methodOptions.sigma', { min: 0 });
   const student = o.student === undefined ? undefined : expectString(o.student, 'options.methodOptions.student');
+  const resume = o.resume === undefined ? undefined : expectString(o.resume, 'options.methodOptions.resume');
+  if (student !== undefined && resume !== undefined)
+    throw new TypeError('options.methodOptions.student and options.methodOptions.resume exclude each other: resume already restores the student');
   const checkpoint = o.checkpoint === undefined ? undefined : expectString(o.checkpoint, 'options.methodOptions.checkpoint');
   const checkpointEvery = expectInteger(o.checkpointEvery ?? 1, 'options.methodOptions.checkpointEvery', { min: 1 });
   if (o.onEpoch !== undefined && typeof o.onEpoch !== 'function') throw new TypeError(`options.methodOptions.onEpoch must be a function, received ${describe(o.onEpoch)}`);
@@ -167,26 +198,31 @@ export function createReverseDistillation(backbone: Backbone, options: Record<st
   const rd = new TrainRd(teacher);
   rd.initialize(seed);
   const cache: Features[] = [];
-  let initialised = student === undefined;
-
-  async function saveCheckpoint(epoch: number) {
-    await writeSafetensors(checkpoint!, studentState(rd), { format: 'anomalens-rd-student', teacher, epoch: String(epoch) });
-  }
+  // The epoch training starts after (the resumed checkpoint's); set by prepare().
+  let startEpoch = 0;
+  let prepared: Promise<void> | undefined;
+  // Reads `student` or `resume` once, before the first batch is cached.
+  const prepare = () =>
+    (prepared ??= (async () => {
+      if (student !== undefined) loadStudent(rd, (await readSafetensors(student)).tensors, `options.methodOptions.student ('${student}')`);
+      if (resume !== undefined) startEpoch = await resumeFrom(rd, resume, epochs);
+    })());
+  const runMetadata = (epoch: number) => ({
+    epoch: String(epoch), epochs: String(epochs), seed: String(seed), batchSize: String(batchSize),
+    lr: String(lr), betas: betas.join(','), loss: lossMode,
+  });
 
   return {
     name: 'reverse-distillation',
     taps,
     notes: [],
     async fitBatch(f: Features) {
-      if (epochs > 0) cache.push(Object.fromEntries(taps.map((t) => [t, f[t]])));
+      await prepare();
+      if (epochs > startEpoch) cache.push(Object.fromEntries(taps.map((t) => [t, f[t]])));
     },
     async finishFit(onProgress) {
-      if (!initialised) {
-        const file = await readSafetensors(student!);
-        loadStudent(rd, file.tensors, `'${student}'`);
-        initialised = true;
-      }
-      if (epochs === 0) return;
+      await prepare();
+      if (epochs <= startEpoch) return;
       // One index over the cached batches: image k is sample j of batch b.
       const where: [number, number][] = [];
       cache.forEach((f, b) => {
@@ -197,7 +233,7 @@ export function createReverseDistillation(backbone: Backbone, options: Record<st
       const shapes = taps.map((t) => cache[0][t].shape.slice(1) as [number, number, number]);
       const steps = Math.ceil(total / batchSize);
       const start = performance.now();
-      for (let epoch = 1; epoch <= epochs; epoch++) {
+      for (let epoch = startEpoch + 1; epoch <= epochs; epoch++) {
         const order = permutation(total, (seed + Math.imul(epoch, 0x9e3779b9)) >>> 0);
         const t0 = performance.now();
         let sum = 0;
@@ -218,9 +254,9 @@ export function createReverseDistillation(backbone: Backbone, options: Record<st
           onProgress?.(((epoch - 1) * steps + s + 1) / (epochs * steps));
         }
         const seconds = (performance.now() - t0) / 1000;
-        if (checkpoint && (epoch % checkpointEvery === 0 || epoch === epochs)) await saveCheckpoint(epoch);
+        if (checkpoint && (epoch % checkpointEvery === 0 || epoch === epochs)) await saveCheckpoint(rd, checkpoint, runMetadata(epoch), { optimizer: 'adam' });
         const elapsed = (performance.now() - start) / 1000;
-        onEpoch?.({ epoch, epochs, loss: sum / steps, imagesPerSecond: total / seconds, etaSeconds: (elapsed / epoch) * (epochs - epoch) });
+        onEpoch?.({ epoch, epochs, loss: sum / steps, imagesPerSecond: total / seconds, etaSeconds: (elapsed / (epoch - startEpoch)) * (epochs - epoch) });
       }
       cache.length = 0;
     },
@@ -230,7 +266,7 @@ export function createReverseDistillation(backbone: Backbone, options: Record<st
       return rdAnomalyMap(t, s, inputSize, { mode: amapMode, sigma });
     },
     config: () => ({ teacher, taps, epochs, batchSize, lr, betas, seed, loss: lossMode, amapMode, sigma }),
-    state: () => studentState(rd),
+    state: () => checkpointTensors(rd),
     restore(state) {
       loadStudent(rd, state, 'saved reverse-distillation detector');
     },

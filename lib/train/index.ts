@@ -10,5 +10,6 @@ export type { CompactnessStepOptions, CompactnessStepResult } from './step.js';
 export { pandaFineTune, pandaFrozenPrefixes, pandaCacheTap, pooledFeatures } from './panda.js';
 export type { PandaOptions, PandaResult } from './panda.js';
 export { saveCheckpoint, loadCheckpoint } from './checkpoint.js';
+export type { CheckpointNet, OptimiserKind, SaveCheckpointOptions, ApplyCheckpointOptions } from './checkpoint.js';
 export { TrainRd, RD_TEACHERS, RD_ADAM, cosinePixelLoss } from './rd.js';
 export type { RdTeacher, RdForwardOptions, RdStepResult, RdStepSeconds } from './rd.js';

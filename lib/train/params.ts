@@ -14,7 +14,7 @@
 import { callNative, callNativeSync } from '../core/errors.js';
 import type { NativeTrainParams, NativeTrainRd, NativeTrainResnet } from '../core/addon.js';
 import { native } from '../core/native.js';
-import { expectBoolean, expectFloat32Array, expectNumber, expectObject, expectShape, expectString } from '../core/validate.js';
+import { expectBoolean, expectFloat32Array, expectInteger, expectNumber, expectObject, expectShape, expectString } from '../core/validate.js';
 import { product } from './validate.js';
 
 export interface SgdOptions {
@@ -106,6 +106,15 @@ export class TrainParams {
     expectString(key, 'key');
     expectFloat32Array(value, 'value');
     callNativeSync(() => this.#p.setState(name, key, value));
+  }
+  /**
+   * Sets Adam's step count of a parameter (torch's `state['step']`), as a resumed run needs
+   * with its `exp_avg` / `exp_avg_sq`: the bias corrections read it.
+   */
+  setStep(name: string, step: number): void {
+    expectString(name, 'name');
+    const s = expectInteger(step, 'step', { min: 0, max: 2 ** 24 });
+    callNativeSync(() => this.#p.setStep(name, s));
   }
   /** Freezes every parameter whose name starts with `prefix`; returns how many. */
   freeze(prefix: string): number {

@@ -4,6 +4,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeSeededWeights } from '../helpers/seeded.js';
 import { runCli as run } from '../helpers/cli.js';
+import { exited, spawnCli, waitForLine } from '../serve/helpers.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const parity = JSON.parse(readFileSync(join(import.meta.dirname, '..', 'fixtures/backbone/parity.json'), 'utf8'));
@@ -85,6 +86,54 @@ describe('anomalens fit / predict / eval', () => {
     expect(r.code, r.stderr).toBe(2);
     expect(r.stderr).toMatch(/--epochs must be a non-negative integer/);
   }, 120_000);
+
+  it("the progress bar names the 'build' phase: training for a training method, memory bank otherwise", async () => {
+    // The bar draws only on a terminal: stderr poses as one for these two in-process runs.
+    const had = Object.getOwnPropertyDescriptor(process.stderr, 'isTTY');
+    Object.defineProperty(process.stderr, 'isTTY', { value: true, configurable: true });
+    try {
+      const rd = await run('fit', '--method', 'reverse-distillation', '--arch', 'resnet18', '--weights', weights, '--data', data, '--out', join(dir, 'rd-bar.anomalens'),
+        '--size', '64', '--option', 'epochs=1', '--option', 'batchSize=3');
+      expect(rd.code, rd.stderr).toBe(0);
+      expect(rd.stderr).toMatch(/\rtraining \[[#.]+\] 1000\/1000 [0-9.]+ ‰\/s/);
+      expect(rd.stderr).not.toMatch(/memory bank/);
+      const pc = await run('fit', '--method', 'patchcore', '--arch', 'resnet18', '--weights', weights, '--data', data, '--out', join(dir, 'pc-bar.anomalens'),
+        '--size', '64', '--option', 'coreset=0.5');
+      expect(pc.code, pc.stderr).toBe(0);
+      expect(pc.stderr).toMatch(/\rmemory bank \[/);
+      expect(pc.stderr).not.toMatch(/training \[/);
+    } finally {
+      if (had) Object.defineProperty(process.stderr, 'isTTY', had);
+      else delete (process.stderr as { isTTY?: boolean }).isTTY;
+    }
+  }, 120_000);
+
+  it('Ctrl-C during training stops after the step in flight: exit 130, the last complete checkpoint, no detector file; resume continues it', async () => {
+    const ck = join(dir, 'sigint.safetensors');
+    const out = join(dir, 'sigint.anomalens');
+    const args = ['fit', '--method', 'reverse-distillation', '--arch', 'resnet18', '--weights', weights, '--data', data, '--out', out,
+      '--size', '64', '--threads', '1', '--option', 'batchSize=2'];
+    const child = spawnCli([...args, '--option', `checkpoint=${ck}`, '--option', 'epochs=1000']);
+    await waitForLine(child, /^epoch 1\/1000: loss [0-9.]+, [0-9.]+ img\/s, ETA \d+ s$/, 90_000);
+    child.kill('SIGINT');
+    let stderr = '';
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    const { code } = await exited(child);
+    expect(code, stderr).toBe(130);
+    expect(stderr).toMatch(/interrupted: stopping after the step in flight/);
+    expect(stderr).toMatch(/error \[ERR_ABORTED\]: training interrupted \(SIGINT\)/);
+    expect(existsSync(out)).toBe(false);
+    expect(readdirSync(dir).filter((f) => f.startsWith('sigint.safetensors.'))).toEqual([]);
+    const { readSafetensors } = await import('../../lib/index.js');
+    const epoch = Number((await readSafetensors(ck)).metadata.epoch);
+    expect(epoch).toBeGreaterThanOrEqual(1);
+    expect(epoch).toBeLessThan(1000);
+    // Resume to one epoch more than the checkpoint's: one epoch line, the detector written.
+    const r = await run(...args, '--option', `resume=${ck}`, '--option', `epochs=${epoch + 1}`);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr.match(/^epoch \d+\/\d+/gm)).toEqual([`epoch ${epoch + 1}/${epoch + 1}`]);
+    expect(existsSync(out)).toBe(true);
+  }, 180_000);
 
   it('eval --model prints the metrics; eval --method fits first and --save keeps the thresholds', async () => {
     let r = await run('eval', '--model', model, '--data', data, '--json');

@@ -7,11 +7,17 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Detector, rdAnomalyMap, readSafetensors, TrainRd, writeSafetensors, type RdEpochEvent, type Tensor4 } from '../../lib/index.js';
+import { Detector, numThreads, rdAnomalyMap, readSafetensors, saveCheckpoint, setNumThreads, TrainRd, writeSafetensors, type RdEpochEvent, type Tensor4 } from '../../lib/index.js';
 import { loadStudent } from '../../lib/internal.js';
 import { seededInput, seededTensor, writeSeededWeights } from '../helpers/seeded.js';
 import { tempDir } from '../helpers/tmp.js';
 import { relError } from '../helpers/train-reference.js';
+
+function firstDifference(a: Float32Array, b: Float32Array): number {
+  if (a.length !== b.length) return 0;
+  for (let i = 0; i < a.length; i++) if (!Object.is(a[i], b[i])) return i;
+  return -1;
+}
 
 interface Summary { count: number; sum: number; sumsq: number; samples: number[] }
 const fx = JSON.parse(readFileSync(join(import.meta.dirname, '..', 'fixtures', 'rd', 'expected.json'), 'utf8'));
@@ -161,6 +167,83 @@ describe('reverse-distillation detector', () => {
     expect(det.fitted).toBe(false);
     expect((await readSafetensors(checkpoint)).metadata.epoch).toBe('1');
     expect(existsSync(`${checkpoint}.tmp`)).toBe(false);
+  }, 120_000);
+
+  it('resume: 4 epochs straight equal 2 epochs, a checkpoint, and 2 resumed epochs in a new detector, bit for bit', async () => {
+    // One thread: oneDNN's and our reductions then run in one fixed order in both runs.
+    const threads = numThreads();
+    setNumThreads(1);
+    try {
+      const opts = { method: 'reverse-distillation', arch: 'resnet18', weights, size: 64, batchSize: 2 } as const;
+      const straight = await Detector.create({ ...opts, methodOptions: { epochs: 4, batchSize: 2, seed: 3 } });
+      await straight.fit(train);
+      const half = join(dir, 'half.safetensors');
+      const first = await Detector.create({ ...opts, methodOptions: { epochs: 2, batchSize: 2, seed: 3, checkpoint: half } });
+      await first.fit(train);
+      const ck = await readSafetensors(half);
+      expect(ck.metadata).toMatchObject({ epoch: '2', optimizer: 'adam', teacher: 'resnet18', seed: '3', batchSize: '2' });
+      // Adam's state by torch's names: 3 images, batches of 2 -> 2 steps per epoch, 4 steps.
+      expect(ck.tensors['decoder.layer1.0.conv2.weight.exp_avg'].shape).toEqual(ck.tensors['decoder.layer1.0.conv2.weight'].shape);
+      expect(ck.tensors['bn.bn1.weight.exp_avg_sq'].shape).toEqual([ck.tensors['bn.bn1.weight'].shape[0]]);
+      expect(ck.tensors['bn.conv1.weight.step'].shape).toEqual([]);
+      expect(ck.tensors['bn.conv1.weight.step'].data![0]).toBe(2 * Math.ceil(train.shape[0] / 2));
+      const events: RdEpochEvent[] = [];
+      const resumed = await Detector.create({ ...opts, methodOptions: { epochs: 4, batchSize: 2, seed: 3, resume: half, onEpoch: (e: RdEpochEvent) => events.push(e) } });
+      await resumed.fit(train);
+      expect(events.map((e) => e.epoch)).toEqual([3, 4]);
+      const a = (await straight.save(join(dir, 'straight.anomalens')), await readSafetensors(join(dir, 'straight.anomalens')));
+      const b = (await resumed.save(join(dir, 'resumed.anomalens')), await readSafetensors(join(dir, 'resumed.anomalens')));
+      const names = Object.keys(a.tensors).filter((n) => n.includes('bn.') || n.includes('decoder.'));
+      expect(names.length).toBeGreaterThan(100);
+      for (const n of names) expect(firstDifference(b.tensors[n].data!, a.tensors[n].data!), n).toBe(-1);
+      // The restored state matters: the same file with Adam's step counts set back to 1 (the
+      // bias corrections of a fresh optimiser) resumes to a different student.
+      const early = join(dir, 'early.safetensors');
+      await writeSafetensors(early, Object.fromEntries(Object.entries(ck.tensors).map(([k, t]) => [k, { shape: t.shape, data: k.endsWith('.step') ? new Float32Array([1]) : t.data! }])), ck.metadata);
+      const off = await Detector.create({ ...opts, methodOptions: { epochs: 4, batchSize: 2, seed: 3, resume: early } });
+      await off.fit(train);
+      const c = (await off.save(join(dir, 'off.anomalens')), await readSafetensors(join(dir, 'off.anomalens')));
+      expect(names.some((n) => firstDifference(c.tensors[n].data!, a.tensors[n].data!) !== -1)).toBe(true);
+    } finally {
+      setNumThreads(threads);
+    }
+  }, 180_000);
+
+  it('resume refuses another teacher, a student without Adam state, and a checkpoint beyond epochs; at epochs it trains nothing', async () => {
+    const half = join(dir, 'half.safetensors');
+    const mk = (methodOptions: Record<string, unknown>) =>
+      Detector.create({ method: 'reverse-distillation', arch: 'resnet18', weights, size: 64, batchSize: 2, methodOptions });
+    // Another teacher's checkpoint: by the metadata, and by the tensors when the metadata says nothing.
+    const rd34 = new TrainRd('resnet34');
+    rd34.initialize(1);
+    const r34 = join(dir, 'rd34.safetensors');
+    await saveCheckpoint(rd34, r34, { epoch: '2' });
+    await expect((await mk({ epochs: 4, resume: r34 })).fit(train)).rejects.toMatchObject({ code: 'ERR_WEIGHTS_MISMATCH', message: expect.stringMatching(/holds a resnet34 .* teacher is resnet18/) });
+    const file = await readSafetensors(r34);
+    const anonymous = join(dir, 'anonymous.safetensors');
+    await writeSafetensors(anonymous, Object.fromEntries(Object.entries(file.tensors).map(([k, t]) => [k, { shape: t.shape, data: t.data! }])), { epoch: '2' });
+    await expect((await mk({ epochs: 4, resume: anonymous })).fit(train)).rejects.toMatchObject({
+      code: 'ERR_WEIGHTS_MISMATCH', message: expect.stringMatching(/does not fit a resnet18 Reverse Distillation student: .*unexpected bn\./),
+    });
+    // A student without Adam's state (as converted from the original's .pth): student yes, resume no.
+    const plain = join(dir, 'plain.safetensors');
+    const rd = new TrainRd('resnet18');
+    rd.initialize(5);
+    await writeSafetensors(plain, Object.fromEntries(rd.tensorNames().map((n) => [n, { shape: rd.shape(n), data: rd.tensor(n) }])));
+    await expect((await mk({ epochs: 4, resume: plain })).fit(train)).rejects.toMatchObject({ code: 'ERR_WEIGHTS_MISMATCH', message: expect.stringMatching(/has no Adam state.*options.methodOptions.student/) });
+    await (await mk({ epochs: 0, student: plain })).fit(train);
+    await (await mk({ epochs: 0, student: half })).fit(train);
+    // Beyond epochs: refused; at epochs: nothing to train, the checkpoint's student scores.
+    await expect((await mk({ epochs: 1, resume: half })).fit(train)).rejects.toThrow(/after epoch 2, beyond options.methodOptions.epochs 1/);
+    const events: RdEpochEvent[] = [];
+    const done = await mk({ epochs: 2, resume: half, onEpoch: (e: RdEpochEvent) => events.push(e) });
+    await done.fit(train);
+    expect(events).toEqual([]);
+    const fromStudent = await mk({ epochs: 0, student: half });
+    await fromStudent.fit(train);
+    const [p, q] = [await done.predict(test), await fromStudent.predict(test)];
+    p.forEach((r, i) => expect(r.predScore).toBe(q[i].predScore));
+    await expect(mk({ epochs: 2, resume: half, student: half })).rejects.toThrow(/exclude each other/);
   }, 120_000);
 
   it('refuses bad options and sizes with clear errors', async () => {

@@ -50,6 +50,37 @@ describe('optimisers follow torch.optim step by step', () => {
     });
   }
 
+  for (const c of fx.cases.filter((k) => k.op === 'optim' && k.name.startsWith('adam')))
+    it(`${c.name}: a new store given the values, exp_avg, exp_avg_sq and step after 2 steps continues torch's trajectory (setStep)`, async () => {
+      const p = c.params as { steps: number; clip: number | null; gradScale: number; params: Spec[]; options: Record<string, unknown> };
+      const grads = (t: number, ps: TrainParams) => p.params.forEach((s) => ps.setGrad(s[0], seededValues(`grad${t}.${s[0]}`, s[1], p.gradScale, 0)));
+      const run = async (ps: TrainParams, t: number) => {
+        grads(t, ps);
+        if (p.clip !== null) await ps.clipGradNorm(p.clip);
+        await ps.adamStep(p.options as AdamOptions);
+      };
+      const first = makeStore(p.params);
+      for (let t = 0; t < 2; t++) await run(first, t);
+      const second = makeStore(p.params);
+      const stale = makeStore(p.params);
+      for (const s of p.params) {
+        for (const ps of [second, stale]) {
+          ps.setValue(s[0], first.value(s[0]));
+          for (const key of ['exp_avg', 'exp_avg_sq']) ps.setState(s[0], key, first.state(s[0], key)!);
+        }
+        second.setStep(s[0], first.info(s[0]).step);
+      }
+      expect(second.info(p.params[0][0]).step).toBe(2);
+      for (let t = 2; t < p.steps; t++) await run(second, t), await run(stale, t);
+      p.params.forEach((s, i) => {
+        expect(relError(second.value(s[0]), fx.get(c, `step${p.steps - 1}.p${i}`)), s[0]).toBeLessThan(1e-6);
+        // Without the step count the bias corrections restart: off torch's trajectory.
+        expect(relError(stale.value(s[0]), fx.get(c, `step${p.steps - 1}.p${i}`)), s[0]).toBeGreaterThan(1e-6);
+      });
+      expect(() => second.setStep(p.params[0][0], 1.5)).toThrow(/step must be an integer/);
+      expect(() => second.setStep('nope', 1)).toThrow(/unknown parameter 'nope'/);
+    });
+
   it('the updates move the parameters (the trajectory is not the initial value)', () => {
     const c = fx.cases.find((k) => k.name === 'sgd_panda')!;
     const spec = (c.params.params as Spec[])[0];

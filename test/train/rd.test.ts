@@ -9,7 +9,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { cosineMapLoss, cosinePixelLoss, RD_ADAM, TrainRd, type RdTeacher, type Tensor4 } from '../../lib/index.js';
+import { cosineMapLoss, cosinePixelLoss, loadCheckpoint, RD_ADAM, readSafetensors, saveCheckpoint, TrainRd, writeSafetensors, type RdTeacher, type Tensor4 } from '../../lib/index.js';
+import { tempDir } from '../helpers/tmp.js';
 import { seededInput, seededTensor, uniform } from '../helpers/seeded.js';
 import { relError } from '../helpers/train-reference.js';
 
@@ -231,5 +232,47 @@ describe('Reverse Distillation step-level API', () => {
     await expect(rd.forward(odd)).rejects.toThrow(/multiple of 32/);
     await expect(rd.backward([new Float32Array(1), new Float32Array(1), new Float32Array(1)])).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
     await expect(rd.trainStep(f, { lr: -1 })).rejects.toThrow(/adam.lr/);
+  });
+});
+
+describe('Reverse Distillation checkpoints (lib/train/checkpoint.ts)', () => {
+  const c = fixture.cases.resnet18;
+
+  it("carry Adam's state by torch's names; a partial state is refused and nothing is set", async () => {
+    const { dir, cleanup } = tempDir();
+    try {
+      const a = seededRd('resnet18');
+      await a.trainStep(taps(c), RD_ADAM);
+      await a.trainStep(taps(c), RD_ADAM);
+      const path = join(dir, 'rd.safetensors');
+      await saveCheckpoint(a, path, { epoch: '1' }, { optimizer: 'adam' });
+      const file = await readSafetensors(path);
+      expect(file.metadata).toMatchObject({ format: 'anomalens-rd-student', teacher: 'resnet18', optimizer: 'adam', epoch: '1' });
+      // bn.conv4 / bn.bn4 never get a gradient, so (as in torch) they have no state.
+      expect(file.tensors['bn.conv4.weight.exp_avg']).toBeUndefined();
+      expect(Array.from(file.tensors['decoder.layer3.0.conv1.weight.step'].data!)).toEqual([2]);
+      const b = new TrainRd('resnet18');
+      await loadCheckpoint(b, path, { unexpected: 'refuse' });
+      for (const p of a.params.names()) {
+        expect(relError(b.params.value(p), a.params.value(p)), p).toBe(0);
+        expect(b.params.info(p).step, p).toBe(a.params.info(p).step);
+        const s = a.params.state(p, 'exp_avg_sq');
+        if (s) expect(relError(b.params.state(p, 'exp_avg_sq')!, s), p).toBe(0);
+      }
+      // The student alone (optimizer: false) and a partial state.
+      const fresh = new TrainRd('resnet18');
+      await loadCheckpoint(fresh, path, { optimizer: false });
+      expect(fresh.params.info('bn.conv1.weight').step).toBe(0);
+      const partial = join(dir, 'partial.safetensors');
+      const t = Object.fromEntries(Object.entries(file.tensors).filter(([k]) => k !== 'bn.conv1.weight.exp_avg_sq').map(([k, v]) => [k, { shape: v.shape, data: v.data! }]));
+      await writeSafetensors(partial, t);
+      const target = new TrainRd('resnet18');
+      const before = target.tensor('decoder.layer1.0.conv1.weight');
+      await expect(loadCheckpoint(target, partial)).rejects.toMatchObject({ code: 'ERR_WEIGHTS_MISMATCH', message: expect.stringMatching(/missing bn\.conv1\.weight\.exp_avg_sq/) });
+      expect(relError(target.tensor('decoder.layer1.0.conv1.weight'), before)).toBe(0);
+      await expect(saveCheckpoint(a, path, {}, { optimizer: 'rmsprop' as 'adam' })).rejects.toThrow(/options.optimizer must be one of 'sgd', 'adam'/);
+    } finally {
+      cleanup();
+    }
   });
 });
