@@ -106,6 +106,7 @@ export function registerFisherCommand(program: Command): void {
     .option('--size <n>', 'square input size (images are resized without crop, as the Detector does); use the size PANDA is fitted at', positiveInt('--size'), 224)
     .option('--per-class <n>', 'the first N images (by name) of each class', positiveInt('--per-class'))
     .addOption(new Option('--head <head>', "the classifier of log p(y | x): 'classifier' = the weights' fc (class folders named by its index, 0..999); 'fit' = a softmax regression fitted on the pooled features (default when the weights have no classifier or the folders are not its indices)").choices(['classifier', 'fit']))
+    .option('--folds <n>', "--head fit: cross-fitting folds (image i of the sorted list goes through the head fitted without fold i % n); 1 = one head fitted on every image", positiveInt('--folds'), 2)
     .option('--batch <n>', 'images per batched forward of the frozen prefix', positiveInt('--batch'), 32)
     .option('--threads <n>', 'native threads (default: all cores)', positiveInt('--threads'))
     .option('--json', 'print the summary as JSON')
@@ -161,7 +162,7 @@ export function registerFisherCommand(program: Command): void {
         }
         const r = await computeFisher(net, images, [n, 3, size, size], labels, {
           head: head === 'classifier' ? { weight: classifier!.weight, bias: classifier!.bias } : undefined,
-          batchSize: o.batch, signal: ac.signal, onProgress: progress.report,
+          folds: head === 'fit' ? o.folds : 1, batchSize: o.batch, signal: ac.signal, onProgress: progress.report,
         });
         progress.close();
         const totals = Object.entries(r.fisher).map(([name, f]) => {
@@ -173,19 +174,19 @@ export function registerFisherCommand(program: Command): void {
         await writeFisher(o.out, net, r.fisher, {
           lastTap: net.lastTap, head, classes: JSON.stringify(classes), samples: String(n), size: String(size),
           weights: weightsPath, accuracy: String(r.accuracy), meanLoss: String(r.meanLoss),
-          ...(r.head.fitted ? { fittedHeadAccuracy: String(r.head.trainAccuracy) } : {}),
+          ...(r.head.fitted ? { folds: String(r.head.folds), fitAccuracy: String(r.head.fitAccuracy) } : {}),
         });
         const summary = {
           out: o.out, arch, lastTap: net.lastTap, head, classes: classes.length, samples: n, size, startTap: r.startTap,
           tensors: totals.length, parameters: r.parameters, accuracy: r.accuracy, meanLoss: r.meanLoss,
-          fittedHeadAccuracy: r.head.fitted ? r.head.trainAccuracy : null,
+          folds: r.head.folds, fitAccuracy: r.head.fitted ? r.head.fitAccuracy : null,
           seconds: r.seconds, imagesPerSecond: n / r.seconds, largest: totals.slice(0, 3), notes,
         };
         if (o.json) console.log(JSON.stringify(summary));
         else {
           for (const note of notes) console.log(`note: ${note}`);
           console.log(`wrote ${o.out}: the Fisher of ${totals.length} tensors (${r.parameters} values) of ${arch} to ${net.lastTap}, from ${n} images of ${classes.length} classes at ${size}x${size} in ${r.seconds.toFixed(1)} s (${(n / r.seconds).toFixed(2)} images/s)`);
-          console.log(`  head ${head}${r.head.fitted ? ` (training accuracy ${r.head.trainAccuracy!.toFixed(3)})` : ''}: accuracy ${r.accuracy.toFixed(3)}, mean cross-entropy ${r.meanLoss.toFixed(4)}`);
+          console.log(`  head ${head}${r.head.fitted ? `, cross-fitted over ${r.head.folds} fold(s) (accuracy on their own training samples ${r.head.fitAccuracy!.toFixed(3)})` : ''}: accuracy ${r.accuracy.toFixed(3)}${r.head.folds > 1 ? ' out of fold' : ''}, mean cross-entropy ${r.meanLoss.toFixed(4)}`);
           for (const t of summary.largest) console.log(`  ${t.name}: sum ${t.sum.toPrecision(4)}, mean ${t.mean.toPrecision(4)}, max ${t.max.toPrecision(4)}`);
         }
       } finally {

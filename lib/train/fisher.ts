@@ -12,7 +12,12 @@
  * forward / backward then starts from that tap (`cachePrefix`, default on; exact).
  *
  * The head is given ({ weight [k, d], bias [k]}: torchvision's `fc.weight` / `fc.bias`, say) or,
- * when absent, fitted on the pooled features of the same samples by fitLinearHead.
+ * when absent, fitted on the pooled features by fitLinearHead, cross-fitted: with `folds` F
+ * (default 2), sample i belongs to fold i % F and its gradient goes through the head fitted on the
+ * other folds. A head fitted on the very samples it scores separates them (a thousand features,
+ * a few hundred images) with a cross-entropy near 0, where the empirical Fisher vanishes with
+ * it; the out-of-fold head sees each sample as a classifier sees data it was not trained on, as
+ * an ImageNet classifier sees most images. `folds: 1` fits one head on every sample.
  *
  * writeFisher / readFisher store it as safetensors keyed by parameter name, as PANDA's
  * published `fisher_diagonal.pth` is for torchvision ResNets.
@@ -37,6 +42,8 @@ export interface FisherOptions {
   head?: LinearHead;
   /** Options of the fitted head (when `head` is absent). */
   fit?: LinearHeadOptions;
+  /** Cross-fitting folds of the fitted head (default 2; 1: one head fitted on every sample). */
+  folds?: number;
   /** Parameters under these name prefixes get no Fisher; default pandaFrozenPrefixes(net). */
   frozenPrefixes?: readonly string[];
   /** Run the frozen prefix once per image, batched (default true; false: every sample from the image). */
@@ -54,9 +61,12 @@ export interface FisherResult {
   fisher: Record<string, Float32Array>;
   /** Their shapes. */
   shapes: Record<string, number[]>;
-  /** The head used; `fitted` when fitLinearHead made it (with its training accuracy and objective). */
-  head: LinearHead & { classes: number; fitted: boolean; trainAccuracy?: number; fitLoss?: number };
-  /** The head's accuracy and mean cross-entropy on the samples, through the network. */
+  /**
+   * The heads used: the given one, or the fitted one per fold (sample i went through heads[i % folds]),
+   * with `fitAccuracy` the mean over folds of each head's accuracy on its own training samples.
+   */
+  head: { classes: number; fitted: boolean; folds: number; heads: LinearHead[]; fitAccuracy?: number };
+  /** The heads' accuracy and mean cross-entropy on the samples (out of fold when cross-fitted), through the network. */
   accuracy: number;
   meanLoss: number;
   samples: number;
@@ -143,6 +153,8 @@ export async function computeFisher(
     given = { weight, bias };
   }
   const y = expectLabels(labels, n, k);
+  const folds = o.folds === undefined ? (given ? 1 : 2) : expectInteger(o.folds, 'options.folds', { min: 1, max: n });
+  if (given && folds !== 1) throw new RangeError(`options.folds applies to a fitted head; with options.head it must be 1, received ${folds}`);
   for (let i = 0; i < x.length; i++)
     if (!Number.isFinite(x[i])) throw new RangeError(`images[${i}] is ${x[i]} (image ${Math.floor(i / (c * h * w))}); all values must be finite`);
 
@@ -156,7 +168,7 @@ export async function computeFisher(
     abortIfAsked(signal);
     let head: FisherResult['head'];
     if (given) {
-      head = { ...given, classes: k!, fitted: false };
+      head = { classes: k!, fitted: false, folds: 1, heads: [given] };
     } else {
       const features = new Float32Array(n * d);
       for (let b = 0; b < n; b += batchSize) {
@@ -166,8 +178,22 @@ export async function computeFisher(
         onProgress?.(b + m, n, 'features');
       }
       abortIfAsked(signal);
-      const fitted = await fitLinearHead(features, y, o.fit === undefined ? {} : (expectObject(o.fit, 'options.fit') as LinearHeadOptions));
-      head = { weight: fitted.weight, bias: fitted.bias, classes: fitted.classes, fitted: true, trainAccuracy: fitted.trainAccuracy, fitLoss: fitted.loss };
+      const fit = o.fit === undefined ? {} : (expectObject(o.fit, 'options.fit') as LinearHeadOptions);
+      const classes = fit.classes ?? Math.max(...y) + 1;
+      const heads: LinearHead[] = [];
+      let fitAccuracy = 0;
+      for (let f = 0; f < folds; f++) {
+        const train = [...y.keys()].filter((i) => folds === 1 || i % folds !== f);
+        const xf = new Float32Array(train.length * d);
+        train.forEach((i, j) => xf.set(features.subarray(i * d, (i + 1) * d), j * d));
+        const yf = Int32Array.from(train, (i) => y[i]);
+        if (new Set(yf).size < 2)
+          throw new RangeError(`labels: the samples outside fold ${f} of ${folds} (sample i is in fold i % ${folds}) hold fewer than 2 classes; interleave the classes or lower options.folds`);
+        const h = await fitLinearHead(xf, yf, { ...fit, classes });
+        heads.push({ weight: h.weight, bias: h.bias });
+        fitAccuracy += h.trainAccuracy / folds;
+      }
+      head = { classes, fitted: true, folds, heads, fitAccuracy };
     }
     const kk = head.classes;
 
@@ -195,13 +221,14 @@ export async function computeFisher(
         const out = await net.forward(inputs.subarray(i * per, (i + 1) * per), inShape, { startTap });
         const fShape: [number, number, number, number] = [1, d, out.length / d, 1];
         const f = await globalAvgPoolForward(out, fShape);
-        const logits = await linearForward(f, head.weight, head.bias, 1, d, kk);
+        const { weight, bias } = head.heads[(b + i) % folds];
+        const logits = await linearForward(f, weight, bias, 1, d, kk);
         const ce = softmaxCrossEntropy(logits, label, 1, kk);
         loss += ce.loss;
         correct += ce.correct;
         // d(-log p_y)/d logits = p - onehot(y)
         const dLogits = Float32Array.from(ce.p, (p, j) => p - (j === label[0] ? 1 : 0));
-        const { dx } = await linearBackward(f, head.weight, dLogits, 1, d, kk, { dx: true, dw: false, db: false });
+        const { dx } = await linearBackward(f, weight, dLogits, 1, d, kk, { dx: true, dw: false, db: false });
         await net.backward(await globalAvgPoolBackward(dx!, fShape));
         names.forEach((name, j) => {
           const g = net.params.grad(name)!;

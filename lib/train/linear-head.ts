@@ -35,7 +35,10 @@ export interface LinearHeadOptions {
   classes?: number;
   /** Gradient-descent iterations; default 300. */
   iterations?: number;
-  /** L2 penalty on the standardised-space weights; default 1e-3. */
+  /**
+   * L2 penalty on the standardised-space weights; default 0.1 (of 1e-3 .. 1, the lowest held-out
+   * cross-entropy for ResNet-50 v2 stage3 features of 100 + 100 Fashion-MNIST images at 112 px).
+   */
   l2?: number;
 }
 
@@ -94,7 +97,7 @@ export async function fitLinearHead(features: Float32Array, labels: Int32Array |
   const o = expectObject(options, 'options');
   const classes = o.classes === undefined ? undefined : expectInteger(o.classes, 'options.classes', { min: 2 });
   const iterations = o.iterations === undefined ? 300 : expectInteger(o.iterations, 'options.iterations', { min: 0 });
-  const l2 = o.l2 === undefined ? 1e-3 : expectNumber(o.l2, 'options.l2', { min: 0 });
+  const l2 = o.l2 === undefined ? 0.1 : expectNumber(o.l2, 'options.l2', { min: 0 });
   const y = expectLabels(labels, undefined, classes);
   const n = y.length;
   if (x.length % n !== 0 || x.length === 0)

@@ -23,7 +23,8 @@ interface Summary { count: number; sum: number; sumsq: number; samples: number[]
 interface Case {
   arch: TrainableArch; lastTap?: ResnetTap; shape: [number, number, number, number]; classes: number; labels: number[];
   meanLoss: number; accuracy: number; fisher: Record<string, Summary>;
-  head?: { weight: Summary; bias: number[]; trainAccuracy: number; loss: number }; fit?: { l2: number; iterations: number };
+  head?: { weight: Summary; bias: number[]; trainAccuracy: number; loss: number; foldBias: number[][]; fitAccuracy: number };
+  fit?: { l2: number; iterations: number }; folds?: number;
 }
 const fixture = JSON.parse(readFileSync(join(import.meta.dirname, '..', 'fixtures', 'train', 'fisher.json'), 'utf8')) as { cases: Record<string, Case> };
 
@@ -85,7 +86,7 @@ describe('empirical diagonal Fisher against torch autograd', () => {
     }, 60_000);
   }
 
-  it('resnet18_fit: the fitted softmax-regression head and the Fisher through it', async () => {
+  it('resnet18_fit: the fitted softmax-regression head, and the Fisher through cross-fitted heads', async () => {
     const c = fixture.cases.resnet18_fit;
     const net = seededNet(c.arch);
     const x = seededInput(c.shape, 'fisher_input');
@@ -97,9 +98,13 @@ describe('empirical diagonal Fisher against torch autograd', () => {
     expect(Math.abs(head.loss - c.head!.loss) / c.head!.loss).toBeLessThan(1e-4);
     expect([head.classes, head.dim]).toEqual([c.classes, 512]);
     const r = await computeFisher(net, x, c.shape, c.labels, { fit: c.fit });
-    expect(r.head.fitted).toBe(true);
-    expect(relError(r.head.bias, c.head!.bias)).toBeLessThan(1e-4);
+    expect([r.head.fitted, r.head.folds, r.head.heads.length]).toEqual([true, c.folds, c.folds]);
+    r.head.heads.forEach((h, f) => expect(relError(h.bias, c.head!.foldBias[f]), `fold ${f}`).toBeLessThan(1e-4));
+    expect(r.head.fitAccuracy).toBeCloseTo(c.head!.fitAccuracy, 12);
     expectFisher(r, c);
+    // folds: 1 fits one head on every sample: fitLinearHead's.
+    const one = await computeFisher(net, x, c.shape, c.labels, { fit: c.fit, folds: 1 });
+    expect(relError(one.head.heads[0].weight, head.weight)).toBeLessThan(1e-6);
   }, 60_000);
 });
 
@@ -153,6 +158,8 @@ describe('computeFisher', () => {
     await expect(run({ head: { weight: new Float32Array(4 * 511), bias: new Float32Array(4) } })).rejects.toThrow(/options.head.weight must be \[4, 512\]/);
     await expect(run({ head: { weight: new Float32Array(512), bias: new Float32Array(1) } })).rejects.toThrow(/at least 2 classes/);
     await expect(run({ options: { frozenPrefixes: [''] } })).rejects.toThrow(/leave no parameter/);
+    await expect(run({ options: { folds: 2 } })).rejects.toThrow(/with options.head it must be 1, received 2/);
+    await expect(computeFisher(net, x, c.shape, [0, 1, 0, 1, 0, 1], { folds: 2 })).rejects.toThrow(/outside fold 0 of 2 .* fewer than 2 classes/);
     await expect(fitLinearHead(new Float32Array(10), [0, 1, 1], {})).rejects.toThrow(/n \* d values for n = 3/);
     expect(net.params.names().filter((p) => net.params.info(p).frozen)).toEqual([]);
   });
@@ -255,13 +262,13 @@ describe('anomalens fisher', () => {
     const r = await runCli('fisher', '--arch', 'resnet18', '--weights', weights, '--data', data, '--out', out, '--size', '32', '--per-class', '2', '--json');
     expect(r.code, r.stderr).toBe(0);
     const s = JSON.parse(r.stdout);
-    expect(s).toMatchObject({ head: 'fit', classes: 2, samples: 4, size: 32, lastTap: 'layer4', startTap: 'layer2', tensors: 30 });
+    expect(s).toMatchObject({ head: 'fit', folds: 2, classes: 2, samples: 4, size: 32, lastTap: 'layer4', startTap: 'layer2', tensors: 30 });
     expect(s.notes[0]).toMatch(/the weights have no classifier/);
     expect(s.largest).toHaveLength(3);
     const net = new TrainResnet('resnet18');
     const f = await readFisher(out, net);
     expect(Object.keys(f.fisher)).toHaveLength(30);
-    expect(f.metadata).toMatchObject({ head: 'fit', classes: '["cat","dog"]', samples: '4', size: '32' });
+    expect(f.metadata).toMatchObject({ head: 'fit', folds: '2', classes: '["cat","dog"]', samples: '4', size: '32' });
     expect(Object.values(f.fisher).some((v) => v.some((e) => e > 0))).toBe(true);
   }, 60_000);
 
@@ -269,7 +276,7 @@ describe('anomalens fisher', () => {
     const out = join(dir, 'fisher-fc.safetensors');
     const r = await runCli('fisher', '--arch', 'resnet18', '--weights', withFc, '--data', indexed, '--out', out, '--size', '32', '--json', '--threads', '1');
     expect(r.code, r.stderr).toBe(0);
-    expect(JSON.parse(r.stdout)).toMatchObject({ head: 'classifier', samples: 6, fittedHeadAccuracy: null });
+    expect(JSON.parse(r.stdout)).toMatchObject({ head: 'classifier', samples: 6, folds: 1, fitAccuracy: null });
     expect((await readSafetensors(out)).metadata.head).toBe('classifier');
   }, 60_000);
 
