@@ -15,6 +15,7 @@ import {
   writeFisher, writeSafetensors, type FisherResult, type ResnetTap, type TrainableArch,
 } from '../../lib/index.js';
 import { runCli } from '../helpers/cli.js';
+import { missing, resnet50v2Weights } from '../helpers/shared-data.js';
 import { seededInput, seededTensor, uniform, writeSeededWeights } from '../helpers/seeded.js';
 import { tempDir } from '../helpers/tmp.js';
 import { relError } from '../helpers/train-reference.js';
@@ -279,6 +280,19 @@ describe('anomalens fisher', () => {
     expect(JSON.parse(r.stdout)).toMatchObject({ head: 'classifier', samples: 6, folds: 1, fitAccuracy: null });
     expect((await readSafetensors(out)).metadata.head).toBe('classifier');
   }, 60_000);
+
+  const reason = missing(resnet50v2Weights);
+  it.skipIf(reason)(`on the shared ResNet-50 v2 weights (to stage3): a fitted head, stage3's Fisher, finite and >= 0${reason ? ` (${reason})` : ''}`, async () => {
+    const out = join(dir, 'fisher-r50v2.safetensors');
+    const r = await runCli('fisher', '--arch', 'resnet50_v2', '--weights', resnet50v2Weights, '--data', data, '--out', out, '--size', '64', '--json');
+    expect(r.code, r.stderr).toBe(0);
+    const s = JSON.parse(r.stdout);
+    expect(s).toMatchObject({ head: 'fit', lastTap: 'stage3', startTap: 'stage2', tensors: 55, parameters: 7095296, samples: 6 });
+    const f = await readFisher(out, new TrainResnet('resnet50_v2', { lastTap: 'stage3' }));
+    expect(Object.keys(f.fisher).every((n) => n.startsWith('resnetv24_stage3_'))).toBe(true);
+    expect(Object.values(f.fisher).reduce((a, v) => a + v.reduce((x, e) => x + e, 0), 0)).toBeGreaterThan(0);
+  }, 120_000);
+  if (reason) it('real-weights Fisher skipped', () => console.log(reason));
 
   it('usage errors: --head classifier without a classifier or with folders that are not its indices; one class', async () => {
     const out = join(dir, 'never.safetensors');
