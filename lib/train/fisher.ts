@@ -77,6 +77,9 @@ export interface FisherResult {
   seconds: number;
 }
 
+/** Prefix outputs a fitted head's two passes share (1 GiB of floats), beyond which they are recomputed. */
+const PREFIX_KEEP_FLOATS = 2 ** 28;
+
 /** The stage a parameter belongs to: 0 for the stem, s for layer s / stage s. */
 function stageOf(net: TrainResnet, name: string): number {
   const m = net.arch.endsWith('_v2') ? /^stage(\d)_/.exec(name.slice(net.v2Prefix.length)) : /^layer(\d)\./.exec(name);
@@ -166,6 +169,24 @@ export async function computeFisher(
   for (const p of frozen) net.params.freeze(p);
   try {
     abortIfAsked(signal);
+    const startTap = cache ? cacheTap(net, new Set(names)) : 'input';
+    let prefix: TrainResnet | null = null;
+    if (startTap !== 'input') {
+      prefix = new TrainResnet(net.arch, { lastTap: startTap });
+      for (const name of prefix.tensorNames()) prefix.setTensor(name, net.tensor(name));
+      prefix.params.freeze('');
+    }
+    const inShape = prefix ? prefix.tapShape(startTap as ResnetTap, 1, h, w) : ([1, c, h, w] as [number, number, number, number]);
+    const per = inShape[1] * inShape[2] * inShape[3];
+    // The frozen prefix's output of each batch of images; a fitted head's feature pass keeps them
+    // for the Fisher pass when they fit in PREFIX_KEEP_FLOATS, else they are computed again.
+    const kept: Float32Array[] = [];
+    const keep = !given && prefix !== null && n * per <= PREFIX_KEEP_FLOATS;
+    const prefixOutput = async (b: number, m: number): Promise<Float32Array> => {
+      const chunk = x.subarray(b * c * h * w, (b + m) * c * h * w);
+      if (!prefix) return chunk;
+      return kept[b / batchSize] ?? (await prefix.forward(chunk, [m, c, h, w]));
+    };
     let head: FisherResult['head'];
     if (given) {
       head = { classes: k!, fitted: false, folds: 1, heads: [given] };
@@ -174,7 +195,9 @@ export async function computeFisher(
       for (let b = 0; b < n; b += batchSize) {
         abortIfAsked(signal);
         const m = Math.min(batchSize, n - b);
-        features.set(await pooledFeatures(net, x.subarray(b * c * h * w, (b + m) * c * h * w), [m, c, h, w], m), b * d);
+        const inputs = await prefixOutput(b, m);
+        if (keep) kept.push(inputs);
+        features.set(await pooledFeatures(net, inputs, [m, inShape[1], inShape[2], inShape[3]], m, startTap), b * d);
         onProgress?.(b + m, n, 'features');
       }
       abortIfAsked(signal);
@@ -197,15 +220,6 @@ export async function computeFisher(
     }
     const kk = head.classes;
 
-    const startTap = cache ? cacheTap(net, new Set(names)) : 'input';
-    let prefix: TrainResnet | null = null;
-    if (startTap !== 'input') {
-      prefix = new TrainResnet(net.arch, { lastTap: startTap });
-      for (const name of prefix.tensorNames()) prefix.setTensor(name, net.tensor(name));
-      prefix.params.freeze('');
-    }
-    const inShape = prefix ? prefix.tapShape(startTap as ResnetTap, 1, h, w) : ([1, c, h, w] as [number, number, number, number]);
-    const per = inShape[1] * inShape[2] * inShape[3];
 
     const acc = names.map((name) => new Float64Array(net.params.info(name).shape.reduce((a, b) => a * b, 1)));
     let loss = 0;
@@ -213,8 +227,8 @@ export async function computeFisher(
     for (let b = 0; b < n; b += batchSize) {
       abortIfAsked(signal);
       const m = Math.min(batchSize, n - b);
-      const chunk = x.subarray(b * c * h * w, (b + m) * c * h * w);
-      const inputs = prefix ? await prefix.forward(chunk, [m, c, h, w]) : chunk;
+      const inputs = await prefixOutput(b, m);
+      delete kept[b / batchSize];
       for (let i = 0; i < m; i++) {
         abortIfAsked(signal);
         const label = y.subarray(b + i, b + i + 1);
