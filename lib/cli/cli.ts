@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 /**
- * The `anomalens` command line. Verbs: features, fit, predict, eval (lib/cli/detect.ts), bench (lib/cli/bench.ts).
+ * The `anomalens` command line. Verbs: features, fit, predict, eval (lib/cli/detect.ts), bench (lib/cli/bench.ts),
+ * fisher (lib/cli/fisher.ts).
  * Exit codes: 0 success, 1 an AnomalensError (code printed), 2 bad arguments.
  */
 import { realpathSync } from 'node:fs';
@@ -14,6 +15,7 @@ import { IMAGENET_PREPROCESS, listImages, type Preprocess } from '../image/image
 import { createProgress } from '../core/progress.js';
 import { registerBenchCommand } from './bench.js';
 import { registerDetectorCommands } from './detect.js';
+import { registerFisherCommand } from './fisher.js';
 import { setNumThreads } from '../core/runtime.js';
 import { weightsFor } from '../io/weights.js';
 import { registerServeCommands } from '../serve/cli.js';
@@ -104,6 +106,7 @@ export function buildProgram(): Command {
     });
   registerDetectorCommands(program);
   registerBenchCommand(program);
+  registerFisherCommand(program);
   registerServeCommands(program);
   return program;
 }

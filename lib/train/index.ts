@@ -11,5 +11,9 @@ export { pandaFineTune, pandaFrozenPrefixes, pandaCacheTap, pooledFeatures } fro
 export type { PandaOptions, PandaResult } from './panda.js';
 export { saveCheckpoint, loadCheckpoint } from './checkpoint.js';
 export type { CheckpointNet, OptimiserKind, SaveCheckpointOptions, ApplyCheckpointOptions } from './checkpoint.js';
+export { computeFisher, writeFisher, readFisher } from './fisher.js';
+export type { FisherOptions, FisherResult, FisherFile, ReadFisherOptions } from './fisher.js';
+export { fitLinearHead } from './linear-head.js';
+export type { LinearHead, LinearHeadOptions, FittedLinearHead } from './linear-head.js';
 export { TrainRd, RD_TEACHERS, RD_ADAM, cosinePixelLoss } from './rd.js';
 export type { RdTeacher, RdForwardOptions, RdStepResult, RdStepSeconds } from './rd.js';
