@@ -28,11 +28,11 @@
  *   sum over every non-classifier parameter.
  * The joint-optimisation baseline of the paper is not offered.
  */
-import { AnomalensError } from '../core/errors.js';
 import { describe, expectBoolean, expectInteger, expectNumber, expectObject, expectOneOf, expectString } from '../core/validate.js';
-import { readSafetensors, type NamedTensor } from '../io/safetensors.js';
+import type { NamedTensor } from '../io/safetensors.js';
 import type { Backbone, Tensor4 } from '../nn/backbone.js';
 import { loadCheckpoint, saveCheckpoint } from '../train/checkpoint.js';
+import { readFisher } from '../train/fisher.js';
 import { pandaCacheTap, pandaFineTune, pandaFrozenPrefixes, pooledFeatures } from '../train/panda.js';
 import { TRAINABLE_ARCHS, TrainResnet, type ResnetTap, type TrainableArch } from '../train/resnet.js';
 import { dn2Scores } from './dn2.js';
@@ -182,18 +182,8 @@ export function createPanda(backbone: Backbone, options: Record<string, unknown>
   }
 
   async function anchorEwc() {
-    const file = await readSafetensors(ewc!);
-    for (const p of trainable) {
-      const f = file.tensors[p];
-      const shape = net.params.info(p).shape;
-      if (!f) throw new AnomalensError('ERR_WEIGHTS_MISMATCH', `EWC Fisher '${ewc}' has no tensor '${p}' (it needs one per parameter PANDA trains)`);
-      if (f.shape.join(',') !== shape.join(',') || !f.data)
-        throw new AnomalensError('ERR_WEIGHTS_MISMATCH', `EWC Fisher '${ewc}': '${p}' must be float32 [${shape.join(', ')}], received [${f.shape.join(', ')}]`);
-      for (let i = 0; i < f.data.length; i++)
-        if (!(f.data[i] >= 0 && Number.isFinite(f.data[i])))
-          throw new AnomalensError('ERR_INVALID_FILE', `EWC Fisher '${ewc}': '${p}'[${i}] is ${f.data[i]}; a diagonal Fisher is finite and >= 0`);
-      net.params.setEwcAnchor(p, net.params.value(p), f.data);
-    }
+    const { fisher } = await readFisher(ewc!, net);
+    for (const p of trainable) net.params.setEwcAnchor(p, net.params.value(p), fisher[p]);
   }
 
   async function scoreBatch(x: Tensor4): Promise<MethodScores> {
