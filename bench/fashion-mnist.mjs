@@ -4,6 +4,7 @@
 // rd-fashion-mnist.mjs.
 import { readFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
+import { mulberry32 } from '../dist/lib/core/random.js';
 
 export const FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist';
 export const CLASS_NAMES = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'];
@@ -39,18 +40,6 @@ export function firstPerClass(labels, perClass, classes = [0, 1, 2, 3, 4, 5, 6, 
   return out;
 }
 
-/** mulberry32: a small seeded generator. */
-function rng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /**
  * A seeded stratified subset of `n` indices (all of them when n >= labels.length): each
  * class gets its share of n in proportion to its count (10 equal classes in Fashion-MNIST's
@@ -64,7 +53,7 @@ export function stratifiedSubset(labels, n, seed = 0) {
   const classes = [...byClass.keys()].sort((a, b) => a - b);
   const shares = classes.map((c) => Math.floor((n * byClass.get(c).length) / labels.length));
   for (let k = 0, left = n - shares.reduce((a, b) => a + b, 0); left > 0; k = (k + 1) % classes.length, left--) shares[k]++;
-  const next = rng(seed);
+  const next = mulberry32(seed);
   const out = [];
   classes.forEach((c, k) => {
     const idx = byClass.get(c).slice();

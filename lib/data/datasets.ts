@@ -20,6 +20,7 @@
  * one image, and a mask whose size differs from its image's (naming both) are
  * ERR_INVALID_FILE.
  */
+import { mulberry32 } from '../core/random.js';
 import { readdir, stat } from 'node:fs/promises';
 import { basename, extname, join, resolve } from 'node:path';
 import { AnomalensError } from '../core/errors.js';
@@ -213,18 +214,6 @@ export async function openMvtec(root: string): Promise<Dataset> {
   return { name: basename(resolve(root)), train, test, hasMasks: hasGt && test.every((s) => s.label === 0 || s.maskPath) };
 }
 
-/** mulberry32: a small seeded generator for the split. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /**
  * Lists a data set from plain folders: normal images (split into train and test, see
  * FolderLayout), optional abnormal images (test, label 1, defectType 'abnormal') and an
@@ -262,7 +251,7 @@ export async function openFolders(layout: FolderLayout): Promise<Dataset> {
     normalTest = await listImages(normalTestDir);
   } else if (ratio > 0) {
     const order = normal.map((_, i) => i);
-    const rand = seeded(seed);
+    const rand = mulberry32(seed);
     for (let i = order.length - 1; i > 0; i--) {
       const j = Math.floor(rand() * (i + 1));
       [order[i], order[j]] = [order[j], order[i]];

@@ -15,6 +15,7 @@
  * const net = new TrainResnet('resnet18');  // then setTensor(name, ...) from the weights
  * const { trainFeatures, losses } = await pandaFineTune(net, batch, [n, 3, 224, 224], { epochs: 15 });
  */
+import { mulberry32 } from '../core/random.js';
 import { AnomalensError } from '../core/errors.js';
 import { expectBoolean, expectFloat32Array, expectInteger, expectNumber, expectObject } from '../core/validate.js';
 import { globalAvgPoolForward } from './ops.js';
@@ -77,18 +78,6 @@ export function pandaFrozenPrefixes(net: TrainResnet): string[] {
 /** The tap whose output is constant under PANDA's freezing (layer2 / stage2). */
 export function pandaCacheTap(net: TrainResnet): ResnetTap {
   return net.arch.endsWith('_v2') ? 'stage2' : 'layer2';
-}
-
-/** mulberry32: a small seeded generator for the shuffles (same seed, same order). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function permutation(n: number, next: () => number): number[] {
@@ -170,7 +159,7 @@ export async function pandaFineTune(net: TrainResnet, images: Float32Array, shap
   }
   const per = inShape[1] * inShape[2] * inShape[3];
 
-  const next = rng(seed);
+  const next = mulberry32(seed);
   const losses: number[] = [];
   const stepsPerEpoch = Math.ceil(n / batchSize);
   for (let e = 0; e < epochs; e++) {
