@@ -1,10 +1,13 @@
 // train: the convolution's forward and backward (oneDNN) against naive float64 loops, on an
-// odd shape with unequal strides and paddings; max pooling's backward with ties (the first
+// odd shape with unequal strides and paddings, on 1, 2 and again 1 thread (memoised descriptors
+// are per thread count); max pooling's backward with ties (the first
 // maximum of a window gets the gradient, as torch's CPU kernel); two SGD steps with momentum,
 // weight decay and a frozen parameter against torch.optim.SGD's update written out.
 #include <cmath>
 #include <vector>
 
+#include "../src/train/dnnl_common.h"
+#include "anomalens/core/threading.h"
 #include "anomalens/train/ops.h"
 #include "anomalens/train/optim.h"
 #include "anomalens/train/params.h"
@@ -23,11 +26,7 @@ TEST(train_conv2d_forward_backward_vs_naive) {
   std::vector<float> w = rng.floats(static_cast<size_t>(s.k * s.c * s.kh * s.kw));
   std::vector<float> b = rng.floats(static_cast<size_t>(s.k));
   std::vector<float> dy = rng.floats(static_cast<size_t>(s.n * s.k * oh * ow));
-  std::vector<float> y(dy.size()), dx(x.size()), dw(w.size()), db(b.size());
-  train::conv2dForward(s, x.data(), w.data(), b.data(), y.data());
-  train::conv2dBackward(s, x.data(), w.data(), dy.data(), dx.data(), dw.data(), db.data());
-
-  std::vector<double> ry(y.size()), rdx(x.size(), 0.0), rdw(w.size(), 0.0), rdb(b.size(), 0.0);
+  std::vector<double> ry(dy.size()), rdx(x.size(), 0.0), rdw(w.size(), 0.0), rdb(b.size(), 0.0);
   auto X = [&](int64_t n, int64_t c, int64_t i, int64_t j) { return ((n * s.c + c) * s.h + i) * s.w + j; };
   auto W = [&](int64_t k, int64_t c, int64_t i, int64_t j) { return ((k * s.c + c) * s.kh + i) * s.kw + j; };
   for (int64_t n = 0; n < s.n; ++n)
@@ -48,15 +47,48 @@ TEST(train_conv2d_forward_backward_vs_naive) {
               }
           ry[o] = acc;
         }
-  CHECK_MSG(relError(y.data(), ry.data(), ry.size()) < 1e-5, "y " << relError(y.data(), ry.data(), ry.size()));
-  CHECK_MSG(relError(dx.data(), rdx.data(), rdx.size()) < 1e-5, "dx " << relError(dx.data(), rdx.data(), rdx.size()));
-  CHECK_MSG(relError(dw.data(), rdw.data(), rdw.size()) < 1e-5, "dw " << relError(dw.data(), rdw.data(), rdw.size()));
-  CHECK_MSG(relError(db.data(), rdb.data(), rdb.size()) < 1e-5, "db " << relError(db.data(), rdb.data(), rdb.size()));
+  const int threads = numThreads();
+  for (int t : {1, 2, 1}) {
+    setNumThreads(t);
+    std::vector<float> y(dy.size()), dx(x.size()), dw(w.size()), db(b.size());
+    train::conv2dForward(s, x.data(), w.data(), b.data(), y.data());
+    train::conv2dBackward(s, x.data(), w.data(), dy.data(), dx.data(), dw.data(), db.data());
+    CHECK_MSG(relError(y.data(), ry.data(), ry.size()) < 1e-5, t << " y " << relError(y.data(), ry.data(), ry.size()));
+    CHECK_MSG(relError(dx.data(), rdx.data(), rdx.size()) < 1e-5,
+              t << " dx " << relError(dx.data(), rdx.data(), rdx.size()));
+    CHECK_MSG(relError(dw.data(), rdw.data(), rdw.size()) < 1e-5,
+              t << " dw " << relError(dw.data(), rdw.data(), rdw.size()));
+    CHECK_MSG(relError(db.data(), rdb.data(), rdb.size()) < 1e-5,
+              t << " db " << relError(db.data(), rdb.data(), rdb.size()));
 
-  // A null output is not computed: dx alone.
-  std::vector<float> dxOnly(x.size());
-  train::conv2dBackward(s, x.data(), w.data(), dy.data(), dxOnly.data(), nullptr, nullptr);
-  CHECK(relError(dxOnly.data(), rdx.data(), rdx.size()) < 1e-5);
+    // A null output is not computed: dx alone.
+    std::vector<float> dxOnly(x.size());
+    train::conv2dBackward(s, x.data(), w.data(), dy.data(), dxOnly.data(), nullptr, nullptr);
+    CHECK(relError(dxOnly.data(), rdx.data(), rdx.size()) < 1e-5);
+  }
+  setNumThreads(threads);
+}
+
+// oneDNN fixes a primitive's thread count when its descriptor is made, so a descriptor is
+// memoised per problem AND per thread count: one made on 1 thread must not serve 2 threads
+// (it would run on one), nor the reverse.
+TEST(train_memoised_descriptors_are_per_thread_count) {
+  const int threads = numThreads();
+  int made = 0;
+  auto make = [&] { return ++made; };
+  setNumThreads(1);
+  const int a1 = train::detail::cachedPd<int>("test problem", make);
+  const int a2 = train::detail::cachedPd<int>("test problem", make);
+  setNumThreads(2);
+  const int b1 = train::detail::cachedPd<int>("test problem", make);
+  const int b2 = train::detail::cachedPd<int>("test problem", make);
+  setNumThreads(1);
+  const int a3 = train::detail::cachedPd<int>("test problem", make);
+  const int c1 = train::detail::cachedPd<int>("another problem", make);
+  setNumThreads(threads);
+  CHECK_MSG(a1 == 1 && a2 == 1 && a3 == 1, "1 thread: " << a1 << " " << a2 << " " << a3);
+  CHECK_MSG(b1 == 2 && b2 == 2, "2 threads: " << b1 << " " << b2);
+  CHECK_MSG(c1 == 3 && made == 3, "another problem: " << c1 << ", made " << made);
 }
 
 TEST(train_max_pool_backward_ties_go_to_the_first_maximum) {

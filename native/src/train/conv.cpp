@@ -69,8 +69,9 @@ ConvMds convMds(const Conv2dShape& s) {
                   {padRight(s.h, oh, s.kh, s.strideH, s.padH), padRight(s.w, ow, s.kw, s.strideW, s.padW)});
 }
 
-// The cache key of a convolution problem.
-std::string convKey(const char* what, const Conv2dShape& s, bool bias) {
+// The cache key of a convolution or transposed convolution problem.
+template <class Shape>
+std::string convKey(const char* what, const Shape& s, bool bias) {
   std::string k = what;
   for (int64_t v : {s.n, s.c, s.h, s.w, s.k, s.kh, s.kw, s.strideH, s.strideW, s.padH, s.padW})
     k += "," + std::to_string(v);
@@ -172,10 +173,13 @@ ConvMds deconvMds(const ConvTranspose2dShape& s) {
                   {padRight(oh, s.h, s.kh, s.strideH, s.padH), padRight(ow, s.w, s.kw, s.strideW, s.padW)});
 }
 
-dnnl::deconvolution_forward::primitive_desc deconvForwardPd(const ConvMds& m, bool bias) {
-  dnnl::deconvolution_forward::desc d(prop_kind::forward_training, algorithm::deconvolution_direct, m.xa, m.wa,
-                                      bias ? m.b : md(), m.ya, m.strides, m.padL, m.padR);
-  return dnnl::deconvolution_forward::primitive_desc(d, userScratchpad(), engine());
+dnnl::deconvolution_forward::primitive_desc deconvForwardPd(const ConvTranspose2dShape& s, const ConvMds& m,
+                                                            bool bias) {
+  return cachedPd<dnnl::deconvolution_forward::primitive_desc>(convKey("deconv_fwd", s, bias), [&] {
+    dnnl::deconvolution_forward::desc d(prop_kind::forward_training, algorithm::deconvolution_direct, m.xa, m.wa,
+                                        bias ? m.b : md(), m.ya, m.strides, m.padL, m.padR);
+    return dnnl::deconvolution_forward::primitive_desc(d, userScratchpad(), engine());
+  });
 }
 
 }  // namespace
@@ -192,7 +196,7 @@ void convTranspose2dForward(const ConvTranspose2dShape& s, const float* x, const
   applyThreads();
   guarded("convTranspose2dForward", [&] {
     const ConvMds m = deconvMds(s);
-    auto pd = deconvForwardPd(m, b != nullptr);
+    auto pd = deconvForwardPd(s, m, b != nullptr);
     Call call;
     std::unordered_map<int, dnnl::memory> args{
         {DNNL_ARG_SRC, call.input(pd.src_desc(), call.user(m.x, x))},
@@ -212,12 +216,15 @@ void convTranspose2dBackward(const ConvTranspose2dShape& s, const float* x, cons
   applyThreads();
   guarded("convTranspose2dBackward", [&] {
     const ConvMds m = deconvMds(s);
-    auto fwd = deconvForwardPd(m, db != nullptr);
+    auto fwd = deconvForwardPd(s, m, db != nullptr);
     Call call;
     if (dx) {
-      dnnl::deconvolution_backward_data::desc d(algorithm::deconvolution_direct, m.xa, m.wa, m.ya, m.strides,
-                                                m.padL, m.padR);
-      dnnl::deconvolution_backward_data::primitive_desc pd(d, userScratchpad(), engine(), fwd);
+      auto pd = cachedPd<dnnl::deconvolution_backward_data::primitive_desc>(
+          convKey("deconv_bwd_data", s, db != nullptr), [&] {
+            dnnl::deconvolution_backward_data::desc d(algorithm::deconvolution_direct, m.xa, m.wa, m.ya, m.strides,
+                                                      m.padL, m.padR);
+            return dnnl::deconvolution_backward_data::primitive_desc(d, userScratchpad(), engine(), fwd);
+          });
       call.run(dnnl::deconvolution_backward_data(pd),
                {{DNNL_ARG_DIFF_DST, call.input(pd.diff_dst_desc(), call.user(m.y, dy))},
                 {DNNL_ARG_WEIGHTS, call.input(pd.weights_desc(), call.user(m.w, w))},
@@ -226,9 +233,12 @@ void convTranspose2dBackward(const ConvTranspose2dShape& s, const float* x, cons
     }
     if (dw || db) {
       dnnl::memory dwMem = dw ? call.user(m.w, dw) : dnnl::memory(m.w, engine());
-      dnnl::deconvolution_backward_weights::desc d(algorithm::deconvolution_direct, m.xa, m.wa, db ? m.b : md(),
-                                                   m.ya, m.strides, m.padL, m.padR);
-      dnnl::deconvolution_backward_weights::primitive_desc pd(d, userScratchpad(), engine(), fwd);
+      auto pd = cachedPd<dnnl::deconvolution_backward_weights::primitive_desc>(
+          convKey("deconv_bwd_weights", s, db != nullptr), [&] {
+            dnnl::deconvolution_backward_weights::desc d(algorithm::deconvolution_direct, m.xa, m.wa,
+                                                         db ? m.b : md(), m.ya, m.strides, m.padL, m.padR);
+            return dnnl::deconvolution_backward_weights::primitive_desc(d, userScratchpad(), engine(), fwd);
+          });
       std::unordered_map<int, dnnl::memory> args{
           {DNNL_ARG_SRC, call.input(pd.src_desc(), call.user(m.x, x))},
           {DNNL_ARG_DIFF_DST, call.input(pd.diff_dst_desc(), call.user(m.y, dy))},

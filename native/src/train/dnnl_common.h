@@ -2,6 +2,8 @@
 // user scratchpads (a call may run on any libuv worker, several at once), and reorders
 // between the caller's plain NCHW buffers and the layouts the primitives choose.
 #pragma once
+#include <omp.h>
+
 #include <dnnl.hpp>
 #include <mutex>
 #include <string>
@@ -48,10 +50,17 @@ class Call {
 // Memoises primitive descriptors by a key describing the problem: creating one makes oneDNN
 // try its implementations, which costs as much as running a small layer, and a training step
 // asks for the same few hundred again and again. Bounded (cleared past 4096 entries).
+//
+// The calling thread's OpenMP thread count is part of the key: oneDNN fixes a primitive's
+// thread count when its descriptor is created (the jit convolutions split their work for
+// omp_get_max_threads() threads then, and run parallel(that count) ever after), so a descriptor
+// made on 1 thread and reused after setNumThreads(2) keeps running on one thread, and one made
+// on 2 threads runs on 2 after setNumThreads(1). The inference plan keys its plans the same way.
 template <typename Pd, typename Make>
-Pd cachedPd(const std::string& key, Make&& make) {
+Pd cachedPd(const std::string& problem, Make&& make) {
   static std::mutex mu;
   static std::unordered_map<std::string, Pd> cache;
+  const std::string key = problem + "|t" + std::to_string(omp_get_max_threads());
   {
     std::lock_guard<std::mutex> lock(mu);
     auto it = cache.find(key);
