@@ -229,10 +229,10 @@ export function createPanda(backbone: Backbone, options: Record<string, unknown>
       const start = performance.now();
       let epochStart = start;
       let epochLoss = NaN;
+      const meanDistance = (bank: Float32Array, c: Float32Array) => centreDistances(bank, c).reduce((a, b) => a + b, 0) / n;
       const keep = async (epoch: number, c: Float32Array) => {
         const bank = await pooledFeatures(net, x, [n, shape[1], shape[2], shape[3]], batchSize, cacheTap);
-        const dist = centreDistances(bank, c);
-        kept.push({ epoch, params: keepParams(), bank, meanDistance: dist.reduce((a, b) => a + b, 0) / n });
+        kept.push({ epoch, params: keepParams(), bank, meanDistance: meanDistance(bank, c) });
       };
       const result = await pandaFineTune(net, x, [n, shape[1], shape[2], shape[3]], {
         epochs, batchSize, seed, clip: clip > 0 ? clip : null, startTap: cacheTap,
@@ -244,7 +244,8 @@ export function createPanda(backbone: Backbone, options: Record<string, unknown>
           const now = performance.now();
           if (checkpoint && (epoch % checkpointEvery === 0 || epoch === epochs))
             await saveCheckpoint(net, checkpoint, { format: 'anomalens-panda-checkpoint', epoch: String(epoch), epochs: String(epochs) }, { momentum: true });
-          if (ses && (epoch % sesEvery === 0 || epoch === epochs)) await keep(epoch, s.centre);
+          // The last epoch's network is kept below, with the bank pandaFineTune computes anyway.
+          if (ses && epoch % sesEvery === 0 && epoch !== epochs) await keep(epoch, s.centre);
           onEpoch?.({
             epoch, epochs, loss: epochLoss, imagesPerSecond: n / ((now - epochStart) / 1000),
             etaSeconds: ((now - start) / 1000 / epoch) * (epochs - epoch),
@@ -255,12 +256,8 @@ export function createPanda(backbone: Backbone, options: Record<string, unknown>
       });
       centre = result.centre;
       losses = result.losses;
-      if (ses) {
-        if (epochs === 0) await keep(0, centre);
-        snapshots = kept;
-      } else {
-        snapshots = [{ epoch: epochs, params: keepParams(), bank: result.trainFeatures, meanDistance: 1 }];
-      }
+      const last = { epoch: epochs, params: keepParams(), bank: result.trainFeatures, meanDistance: ses ? meanDistance(result.trainFeatures, centre) : 1 };
+      snapshots = ses ? [...kept, last] : [last];
       current = snapshots.length - 1;
     },
     async score(f: Features): Promise<MethodScores> {
