@@ -7,26 +7,13 @@
 //   npx tsc -p tsconfig.json && node bench/run.mjs panda-fit
 import { loadavg } from 'node:os';
 import { TrainResnet, compactnessStep, setNumThreads } from '../dist/lib/index.js';
+import { hashed } from './seeded-weights.mjs';
 
 const IMAGES = Number(process.env.PANDA_FIT_IMAGES ?? 32);
 const BATCH = Number(process.env.PANDA_FIT_BATCH ?? 16);
 const EPOCHS = Number(process.env.PANDA_FIT_EPOCHS ?? 3);
 const SIDE = Number(process.env.PANDA_FIT_SIDE ?? 112);
 const THREADS = Number(process.env.PANDA_FIT_THREADS ?? 1);
-
-function hashed(n, seed, scale = 1) {
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    let x = (i + Math.imul(seed, 0x9e3779b9)) >>> 0;
-    x ^= x >>> 16;
-    x = Math.imul(x, 0x7feb352d);
-    x ^= x >>> 15;
-    x = Math.imul(x, 0x846ca68b);
-    x ^= x >>> 16;
-    out[i] = scale * ((x >>> 0) / 2 ** 31 - 1);
-  }
-  return out;
-}
 
 function seeded(lastTap) {
   const net = new TrainResnet('resnet50', { lastTap });

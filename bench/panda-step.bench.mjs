@@ -10,6 +10,7 @@ import { loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { TrainResnet, compactnessStep, setNumThreads } from '../dist/lib/index.js';
+import { hashed } from './seeded-weights.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const ROUNDS = Number(process.env.PANDA_BENCH_ROUNDS ?? 3);
@@ -17,20 +18,6 @@ const REPEATS = Number(process.env.PANDA_BENCH_REPEATS ?? 3);
 const THREADS = (process.env.PANDA_BENCH_THREADS ?? '1,2').split(',').map(Number);
 const N = Number(process.env.PANDA_BENCH_BATCH ?? 16);
 const SIDE = Number(process.env.PANDA_BENCH_SIDE ?? 112);
-
-function hashed(n, seed, scale = 1) {
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    let x = (i + Math.imul(seed, 0x9e3779b9)) >>> 0;
-    x ^= x >>> 16;
-    x = Math.imul(x, 0x7feb352d);
-    x ^= x >>> 15;
-    x = Math.imul(x, 0x846ca68b);
-    x ^= x >>> 16;
-    out[i] = scale * ((x >>> 0) / 2 ** 31 - 1);
-  }
-  return out;
-}
 
 const net = new TrainResnet('resnet50', { lastTap: 'layer4' });
 let seed = 10;

@@ -67,3 +67,18 @@ export async function seededWeights(arch, lastStage, dir = join(here, '.peers', 
   await writeSafetensors(path, tensors);
   return path;
 }
+
+/** n hashed values in [-scale, scale) from `seed` (the PANDA benches' seeded tensors). */
+export function hashed(n, seed, scale = 1) {
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    let x = (i + Math.imul(seed, 0x9e3779b9)) >>> 0;
+    x ^= x >>> 16;
+    x = Math.imul(x, 0x7feb352d);
+    x ^= x >>> 15;
+    x = Math.imul(x, 0x846ca68b);
+    x ^= x >>> 16;
+    out[i] = scale * ((x >>> 0) / 2 ** 31 - 1);
+  }
+  return out;
+}
