@@ -2,7 +2,9 @@
 // odd shape with unequal strides and paddings, on 1, 2 and again 1 thread (memoised descriptors
 // are per thread count); max pooling's backward with ties (the first
 // maximum of a window gets the gradient, as torch's CPU kernel); two SGD steps with momentum,
-// weight decay and a frozen parameter against torch.optim.SGD's update written out.
+// weight decay and a frozen parameter against torch.optim.SGD's update written out; the blocked
+// activation layout (nChw16c) against its index formula, and convolution, batch norm and a whole
+// trainable ResNet on it against the same on NCHW.
 #include <cmath>
 #include <vector>
 
@@ -11,6 +13,7 @@
 #include "anomalens/train/ops.h"
 #include "anomalens/train/optim.h"
 #include "anomalens/train/params.h"
+#include "anomalens/train/resnet.h"
 #include "harness.h"
 
 namespace anomalens::tests {
@@ -130,6 +133,161 @@ TEST(train_sgd_momentum_weight_decay_vs_formula) {
   const float* still = store.at("b.weight").value();
   for (int64_t i = 0; i < 3; ++i) CHECK(still[i] == frozen0[i]);
   CHECK(!store.at("b.weight").hasState("momentum_buffer"));
+}
+
+namespace {
+
+// nChw16c written out: element (n, c, y, x) of [N, C, H, W] sits at
+// (((n * C / 16 + c / 16) * H + y) * W + x) * 16 + c % 16.
+std::vector<float> blockedByFormula(const std::vector<float>& plain, int64_t N, int64_t C, int64_t H, int64_t W) {
+  std::vector<float> out(plain.size());
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t y = 0; y < H; ++y)
+        for (int64_t x = 0; x < W; ++x)
+          out[static_cast<size_t>((((n * (C / 16) + c / 16) * H + y) * W + x) * 16 + c % 16)] =
+              plain[static_cast<size_t>(((n * C + c) * H + y) * W + x)];
+  return out;
+}
+
+std::vector<double> widen(const std::vector<float>& v) { return {v.begin(), v.end()}; }
+
+}  // namespace
+
+TEST(train_blocked_layout_round_trip_vs_index_formula) {
+  Rng rng(73);
+  const int64_t N = 2, C = 32, H = 3, W = 5;
+  std::vector<float> x = rng.floats(static_cast<size_t>(N * C * H * W)), b(x.size()), back(x.size());
+  train::reorderLayout(N, C, H, W, train::Layout::Nchw, train::Layout::Blocked16, x.data(), b.data());
+  const std::vector<float> want = blockedByFormula(x, N, C, H, W);
+  for (size_t i = 0; i < want.size(); ++i) CHECK_MSG(b[i] == want[i], "blocked[" << i << "]");
+  train::reorderLayout(N, C, H, W, train::Layout::Blocked16, train::Layout::Nchw, b.data(), back.data());
+  CHECK(back == x);
+  // 24 channels do not fill blocks of 16: a clear error, not padding.
+  std::vector<float> odd(2 * 24 * 3 * 5);
+  CHECK_THROWS_CODE(train::reorderLayout(2, 24, 3, 5, train::Layout::Nchw, train::Layout::Blocked16, odd.data(),
+                                         b.data()),
+                    ErrorCode::InvalidArgument);
+}
+
+TEST(train_conv_and_batch_norm_on_the_blocked_layout_match_nchw) {
+  Rng rng(74);
+  using train::Layout;
+  train::Conv2dShape s;
+  s.n = 2, s.c = 32, s.h = 9, s.w = 7, s.k = 48, s.kh = 3, s.kw = 3, s.strideH = 2, s.strideW = 1, s.padH = 1,
+  s.padW = 1;
+  const int64_t oh = s.oh(), ow = s.ow();
+  const std::vector<float> x = rng.floats(static_cast<size_t>(s.n * s.c * s.h * s.w)),
+                           w = rng.floats(static_cast<size_t>(s.k * s.c * s.kh * s.kw)),
+                           dy = rng.floats(static_cast<size_t>(s.n * s.k * oh * ow));
+  std::vector<float> y(dy.size()), dx(x.size()), dw(w.size());
+  train::conv2dForward(s, x.data(), w.data(), nullptr, y.data());
+  train::conv2dBackward(s, x.data(), w.data(), dy.data(), dx.data(), dw.data(), nullptr);
+  train::Conv2dShape sb = s;
+  sb.src = sb.dst = Layout::Blocked16;
+  const std::vector<float> xb = blockedByFormula(x, s.n, s.c, s.h, s.w), dyb = blockedByFormula(dy, s.n, s.k, oh, ow);
+  std::vector<float> yb(dy.size()), dxb(x.size()), dwb(w.size());
+  train::conv2dForward(sb, xb.data(), w.data(), nullptr, yb.data());
+  train::conv2dBackward(sb, xb.data(), w.data(), dyb.data(), dxb.data(), dwb.data(), nullptr);
+  const auto wantY = widen(blockedByFormula(y, s.n, s.k, oh, ow)), wantDx = widen(blockedByFormula(dx, s.n, s.c, s.h, s.w));
+  CHECK_MSG(relError(yb.data(), wantY.data(), yb.size()) < 1e-6, "y " << relError(yb.data(), wantY.data(), yb.size()));
+  CHECK_MSG(relError(dxb.data(), wantDx.data(), dxb.size()) < 1e-6, "dx");
+  const auto wantDw = widen(dw);
+  CHECK_MSG(relError(dwb.data(), wantDw.data(), dwb.size()) < 1e-5, "dw " << relError(dwb.data(), wantDw.data(), dwb.size()));
+  // A blocked input with a plain output (and the reverse) meets the same numbers.
+  train::Conv2dShape mixed = s;
+  mixed.src = Layout::Blocked16;
+  std::vector<float> ym(dy.size());
+  train::conv2dForward(mixed, xb.data(), w.data(), nullptr, ym.data());
+  const auto plainY = widen(y);
+  CHECK(relError(ym.data(), plainY.data(), ym.size()) < 1e-6);
+  // Blocked needs channels divisible by 16.
+  train::Conv2dShape bad = s;
+  bad.k = 40, bad.dst = Layout::Blocked16;
+  std::vector<float> yBad(static_cast<size_t>(s.n * 40 * oh * ow));
+  CHECK_THROWS_CODE(train::conv2dForward(bad, x.data(), w.data(), nullptr, yBad.data()), ErrorCode::InvalidArgument);
+
+  // Batch norm in both modes, forward and backward.
+  const int64_t n = 3, c = 32, h = 4, wd = 5, count = n * c * h * wd;
+  const std::vector<float> bx = rng.floats(static_cast<size_t>(count)), bdy = rng.floats(static_cast<size_t>(count)),
+                           gamma = rng.floats(static_cast<size_t>(c), 0.5f, 1.5f), beta = rng.floats(static_cast<size_t>(c)),
+                           rm = rng.floats(static_cast<size_t>(c)), rv = rng.floats(static_cast<size_t>(c), 0.5f, 2.f);
+  const std::vector<float> bxb = blockedByFormula(bx, n, c, h, wd), bdyb = blockedByFormula(bdy, n, c, h, wd);
+  for (bool frozen : {true, false}) {
+    std::vector<float> out(count), outB(count), gx(count), gxB(count), gg(c), ggB(c), gb(c), gbB(c), m(c), v(c),
+        mB(c), vB(c);
+    if (frozen) {
+      train::batchNormFrozenForward(n, c, h, wd, bx.data(), gamma.data(), beta.data(), rm.data(), rv.data(), 1e-5f,
+                                    out.data());
+      train::batchNormFrozenForward(n, c, h, wd, bxb.data(), gamma.data(), beta.data(), rm.data(), rv.data(), 1e-5f,
+                                    outB.data(), Layout::Blocked16);
+    } else {
+      train::batchNormTrainForward(n, c, h, wd, bx.data(), gamma.data(), beta.data(), 1e-5f, 0.1, out.data(),
+                                   m.data(), v.data(), nullptr, nullptr);
+      train::batchNormTrainForward(n, c, h, wd, bxb.data(), gamma.data(), beta.data(), 1e-5f, 0.1, outB.data(),
+                                   mB.data(), vB.data(), nullptr, nullptr, Layout::Blocked16);
+      const auto wm = widen(m), wv = widen(v);
+      CHECK(relError(mB.data(), wm.data(), c) < 1e-5 && relError(vB.data(), wv.data(), c) < 1e-5);
+    }
+    const float* mean = frozen ? rm.data() : m.data();
+    const float* var = frozen ? rv.data() : v.data();
+    train::batchNormBackward(n, c, h, wd, bx.data(), gamma.data(), mean, var, 1e-5f, frozen, bdy.data(), gx.data(),
+                             gg.data(), gb.data());
+    train::batchNormBackward(n, c, h, wd, bxb.data(), gamma.data(), mean, var, 1e-5f, frozen, bdyb.data(),
+                             gxB.data(), ggB.data(), gbB.data(), Layout::Blocked16);
+    const auto wo = widen(blockedByFormula(out, n, c, h, wd)), wgx = widen(blockedByFormula(gx, n, c, h, wd)),
+               wgg = widen(gg), wgb = widen(gb);
+    CHECK_MSG(relError(outB.data(), wo.data(), count) < 1e-5, (frozen ? "frozen" : "train") << " y");
+    CHECK_MSG(relError(gxB.data(), wgx.data(), count) < 1e-5, (frozen ? "frozen" : "train") << " dx");
+    CHECK_MSG(relError(ggB.data(), wgg.data(), c) < 1e-5 && relError(gbB.data(), wgb.data(), c) < 1e-5,
+              (frozen ? "frozen" : "train") << " dgamma / dbeta");
+  }
+}
+
+// The whole trainable ResNet-18 (BN frozen and in training mode, everything trainable, so the
+// stem's NCHW -> blocked reorder is differentiated too) gives the same output and gradients with
+// its activations blocked as on NCHW.
+TEST(train_resnet_blocked_activations_match_nchw) {
+  for (bool bnTrain : {false, true}) {
+    Rng rng(75);
+    const int64_t n = 2, h = 40, w = 40;
+    train::TrainableResnet plain("resnet18", "layer4"), blocked("resnet18", "layer4");
+    plain.setBlockedActivations(false);
+    for (const auto& name : plain.params().names()) {
+      train::Param& p = plain.params().at(name);
+      const bool bnWeight = p.shape().size() == 1 && name.size() > 7 && name.substr(name.size() - 7) == ".weight";
+      const std::vector<float> v = rng.floats(static_cast<size_t>(p.numel()), bnWeight ? 0.5f : -0.2f, bnWeight ? 1.5f : 0.2f);
+      std::copy(v.begin(), v.end(), p.value());
+      std::copy(v.begin(), v.end(), blocked.params().at(name).value());
+    }
+    for (const auto& name : plain.buffers().names()) {
+      train::Param& b = plain.buffers().at(name);
+      const bool var = name.find("running_var") != std::string::npos;
+      const std::vector<float> v = rng.floats(static_cast<size_t>(b.numel()), var ? 0.5f : -0.1f, var ? 1.5f : 0.1f);
+      std::copy(v.begin(), v.end(), b.value());
+      std::copy(v.begin(), v.end(), blocked.buffers().at(name).value());
+    }
+    const std::vector<float> x = rng.floats(static_cast<size_t>(n * 3 * h * w));
+    Tensor a = plain.forward(x.data(), n, 3, h, w, bnTrain), b = blocked.forward(x.data(), n, 3, h, w, bnTrain);
+    CHECK(a.shape() == b.shape());
+    const std::vector<double> wa(a.data(), a.data() + a.numel());
+    CHECK_MSG(relError(b.data(), wa.data(), wa.size()) < 1e-5, "output " << relError(b.data(), wa.data(), wa.size()));
+    const std::vector<float> dy = rng.floats(static_cast<size_t>(a.numel()));
+    plain.backward(dy.data());
+    blocked.backward(dy.data());
+    for (const auto& name : plain.params().names()) {
+      const train::Param& pa = plain.params().at(name);
+      const std::vector<double> want(pa.gradData(), pa.gradData() + pa.numel());
+      const double e = relError(blocked.params().at(name).grad(), want.data(), want.size());
+      // BN in training mode with few values per channel (layer4: n * 2 * 2 = 8) cancels heavily.
+      CHECK_MSG(e < (bnTrain ? 1e-3 : 1e-5), (bnTrain ? "train " : "frozen ") << name << " " << e);
+    }
+    for (const auto& name : plain.buffers().names()) {
+      const train::Param& ba = plain.buffers().at(name);
+      const std::vector<double> want(ba.value(), ba.value() + ba.numel());
+      CHECK_MSG(relError(blocked.buffers().at(name).value(), want.data(), want.size()) < 1e-5, name);
+    }
+  }
 }
 
 }  // namespace anomalens::tests

@@ -10,7 +10,6 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { TrainResnet, compactnessStep, type ResnetTap, type TrainableArch } from '../../lib/index.js';
 import { seededInput, seededTensor, uniform } from '../helpers/seeded.js';
-import { relError } from '../helpers/train-reference.js';
 
 interface Summary { count: number; sum: number; sumsq: number; samples: number[] }
 interface Case {
@@ -25,7 +24,18 @@ function expectSummary(actual: Float32Array, s: Summary, what: string, tol = 1e-
   expect(actual.length, what).toBe(s.count);
   const k = s.samples.length;
   const picked = s.samples.map((_, i) => actual[Math.floor((i * s.count) / k)]);
-  expect(relError(picked, s.samples), `${what} samples`).toBeLessThan(tol);
+  // The samples' largest error against the tensor's scale: the larger of the samples' largest
+  // magnitude and the tensor's RMS. The samples sit at evenly spaced flat indices, which can all
+  // land on a tensor's smallest entries (resnet18_v2_train's stage4 conv0 weight gradient: samples
+  // ~5e-3 in a tensor of RMS 0.86), where float32 accumulation order alone moves them by 1e-4 of
+  // their own size.
+  let worst = 0;
+  let scale = Math.sqrt(s.sumsq / s.count);
+  for (let i = 0; i < k; i++) {
+    worst = Math.max(worst, Math.abs(picked[i] - s.samples[i]));
+    scale = Math.max(scale, Math.abs(s.samples[i]));
+  }
+  expect(worst / scale, `${what} samples`).toBeLessThan(tol);
   let sum = 0;
   let sumsq = 0;
   for (const v of actual) {

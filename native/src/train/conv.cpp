@@ -1,6 +1,8 @@
 // Convolution and transposed convolution, forward (training) and backward (data, weights,
 // bias), through oneDNN. The primitives pick their own layouts (tag::any); the caller's
-// NCHW / OIHW buffers are reordered in and out (cheap beside the convolution itself).
+// buffers (activations NCHW or nChw16c as the shape says, weights OIHW / IOHW) are reordered in
+// and out where the primitive's layout differs (activations already nChw16c pass through on
+// AVX-512).
 #include <string>
 
 #include "anomalens/core/threading.h"
@@ -47,13 +49,13 @@ struct ConvMds {
 // The descriptors of a convolution-like problem (convolution or its transpose): they differ
 // only in the weights' layout and in which side the right padding is derived from.
 template <class Shape>
-ConvMds planeMds(const Shape& s, tag weightTag, const dims& padR) {
+ConvMds planeMds(const char* op, const Shape& s, tag weightTag, const dims& padR) {
   const int64_t oh = s.oh(), ow = s.ow();
   ConvMds m;
-  m.x = md({s.n, s.c, s.h, s.w}, dt::f32, tag::nchw);
+  m.x = activationMd(op, s.n, s.c, s.h, s.w, s.src);
   m.w = md({s.k, s.c, s.kh, s.kw}, dt::f32, weightTag);
   m.b = md({s.k}, dt::f32, tag::x);
-  m.y = md({s.n, s.k, oh, ow}, dt::f32, tag::nchw);
+  m.y = activationMd(op, s.n, s.k, oh, ow, s.dst);
   m.xa = md({s.n, s.c, s.h, s.w}, dt::f32, tag::any);
   m.wa = md({s.k, s.c, s.kh, s.kw}, dt::f32, tag::any);
   m.ya = md({s.n, s.k, oh, ow}, dt::f32, tag::any);
@@ -65,7 +67,7 @@ ConvMds planeMds(const Shape& s, tag weightTag, const dims& padR) {
 
 ConvMds convMds(const Conv2dShape& s) {
   const int64_t oh = s.oh(), ow = s.ow();
-  return planeMds(s, tag::oihw,
+  return planeMds("conv2d", s, tag::oihw,
                   {padRight(s.h, oh, s.kh, s.strideH, s.padH), padRight(s.w, ow, s.kw, s.strideW, s.padW)});
 }
 
@@ -75,7 +77,7 @@ std::string convKey(const char* what, const Shape& s, bool bias) {
   std::string k = what;
   for (int64_t v : {s.n, s.c, s.h, s.w, s.k, s.kh, s.kw, s.strideH, s.strideW, s.padH, s.padW})
     k += "," + std::to_string(v);
-  return k + (bias ? ",b" : ",-");
+  return k + "," + layoutKey(s.src) + "," + layoutKey(s.dst) + (bias ? ",b" : ",-");
 }
 
 dnnl::convolution_forward::primitive_desc convForwardPd(const ConvMds& m, bool bias) {
@@ -169,7 +171,7 @@ ConvMds deconvMds(const ConvTranspose2dShape& s) {
   // oneDNN's deconvolution weights are logically [out, in, kh, kw]; iohw lays them out as
   // PyTorch's ConvTranspose2d weight [in, out, kh, kw]. The deconvolution is the backward-data of
   // a convolution from y to x: the same padding rule, with the two sides swapped.
-  return planeMds(s, tag::iohw,
+  return planeMds("convTranspose2d", s, tag::iohw,
                   {padRight(oh, s.h, s.kh, s.strideH, s.padH), padRight(ow, s.w, s.kw, s.strideW, s.padW)});
 }
 

@@ -1,5 +1,6 @@
 #include "dnnl_common.h"
 
+#include <string>
 #include <unordered_map>
 
 namespace anomalens::train::detail {
@@ -7,6 +8,13 @@ namespace anomalens::train::detail {
 dnnl::engine& engine() {
   static dnnl::engine eng(dnnl::engine::kind::cpu, 0);
   return eng;
+}
+
+dnnl::memory::desc activationMd(const char* op, int64_t n, int64_t c, int64_t h, int64_t w, Layout layout) {
+  if (layout == Layout::Blocked16)
+    require(c % 16 == 0, std::string(op) + ": the blocked layout needs channels divisible by 16, received " +
+                             std::to_string(c));
+  return dnnl::memory::desc({n, c, h, w}, dt::f32, layout == Layout::Blocked16 ? tag::nChw16c : tag::nchw);
 }
 
 dnnl::primitive_attr userScratchpad() {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "anomalens/core/error.h"
+#include "anomalens/train/ops.h"
 
 namespace anomalens::train::detail {
 
@@ -19,6 +20,12 @@ using tag = dnnl::memory::format_tag;
 using dims = dnnl::memory::dims;
 
 dnnl::engine& engine();
+
+// The descriptor of the caller's activation [n, c, h, w] in `layout` (nchw or nChw16c); throws
+// InvalidArgument naming `op` when Blocked16 is asked for with c % 16 != 0.
+dnnl::memory::desc activationMd(const char* op, int64_t n, int64_t c, int64_t h, int64_t w, Layout layout);
+// A layout's part of a memoisation key.
+inline const char* layoutKey(Layout l) { return l == Layout::Blocked16 ? "b16" : "nchw"; }
 
 // An attribute with the scratchpad owned by the caller.
 dnnl::primitive_attr userScratchpad();

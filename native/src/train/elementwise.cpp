@@ -1,4 +1,4 @@
-// ReLU (oneDNN eltwise, backward from the output), residual add (oneDNN binary), channel
+// Layout reorders (oneDNN reorder), ReLU (oneDNN eltwise, backward from the output), residual add (oneDNN binary), channel
 // concatenation (oneDNN concat; its backward is a split, plain copies) and global average
 // pooling (oneDNN pooling forward/backward).
 #include <cstring>
@@ -38,6 +38,18 @@ dnnl::eltwise_forward::primitive_desc reluForwardPd(int64_t count) {
 }
 
 }  // namespace
+
+void reorderLayout(int64_t n, int64_t c, int64_t h, int64_t w, Layout from, Layout to, const float* x, float* y) {
+  checkNchw("reorderLayout", n, c, h, w);
+  applyThreads();
+  guarded("reorderLayout", [&] {
+    const md src = activationMd("reorderLayout", n, c, h, w, from), dst = activationMd("reorderLayout", n, c, h, w, to);
+    Call call;
+    dnnl::memory a = call.user(src, x), b = call.user(dst, y);
+    call.run(dnnl::reorder(a, b), {{DNNL_ARG_FROM, a}, {DNNL_ARG_TO, b}});
+    call.finish();
+  });
+}
 
 void reluForward(int64_t count, const float* x, float* y) {
   checkCount("reluForward", count);

@@ -20,7 +20,7 @@ using resnet::ConvDef;
 
 namespace {
 
-enum class Kind { Conv, Bn, Relu, Add, MaxPool };
+enum class Kind { Conv, Bn, Relu, Add, MaxPool, Reorder };
 
 const char* kindName(Kind k) {
   switch (k) {
@@ -29,6 +29,7 @@ const char* kindName(Kind k) {
     case Kind::Relu: return "relu";
     case Kind::Add: return "add";
     case Kind::MaxPool: return "max pool";
+    case Kind::Reorder: return "reorder";
   }
   return "?";
 }
@@ -42,11 +43,14 @@ struct Node {
   const BnDef* bn = nullptr;
   bool bnTrain = false;
   Tensor saveMean, saveVar;
+  Layout layout = Layout::Nchw;              // BN's data; a reorder's output
+  Layout from = Layout::Nchw;                // a reorder's input
 };
 
 struct V {
   Tensor t;
   int id = -1;  // index on the tape, -1 when not recorded
+  Layout layout = Layout::Nchw;
   int64_t c() const { return t.dim(1); }
   int64_t h() const { return t.dim(2); }
   int64_t w() const { return t.dim(3); }
@@ -61,6 +65,11 @@ struct TrainableResnet::Impl {
   ParamStore* params = nullptr;
   ParamStore* buffers = nullptr;
   float eps = 1e-5f;
+  // Activations with channels divisible by 16 stay in oneDNN's blocked layout (nChw16c) from the
+  // first stage on: no reorders in and out of each convolution, and oneDNN's fast batch norm.
+  // The stem (3-channel input, max pooling) stays NCHW; forward() returns NCHW.
+  bool blocked = true;
+  Layout outLayout = Layout::Nchw;
 
   std::vector<Tensor> vals;
   std::vector<bool> needsGrad;
@@ -82,7 +91,7 @@ struct TrainableResnet::Impl {
     std::vector<bool> keep(vals.size(), false);
     for (const auto& nd : nodes) {
       if (nd.kind == Kind::Relu) keep[nd.out] = true;
-      else if (nd.kind != Kind::Add) keep[nd.in] = true;
+      else if (nd.kind != Kind::Add && nd.kind != Kind::Reorder) keep[nd.in] = true;
     }
     for (size_t i = 0; i < vals.size(); ++i)
       if (!keep[i]) vals[i] = Tensor();
@@ -104,8 +113,9 @@ struct TrainableResnet::Impl {
     }
     return v.id;
   }
-  V result(Tensor t, Node node, bool grad) {
+  V result(Tensor t, Node node, bool grad, Layout layout) {
     V out{std::move(t)};
+    out.layout = layout;
     if (!recording) return out;
     out.id = static_cast<int>(vals.size());
     vals.push_back(out.t);
@@ -119,6 +129,8 @@ struct TrainableResnet::Impl {
 
   V conv(V& x, const ConvDef& d) {
     Conv2dShape s{x.n(), x.c(), x.h(), x.w(), d.cout, d.k, d.k, d.stride, d.stride, d.pad, d.pad};
+    s.src = x.layout;
+    s.dst = blocked && where != "stem" && d.cout % 16 == 0 ? Layout::Blocked16 : Layout::Nchw;
     require(x.c() == d.cin, d.name + ": expected " + std::to_string(d.cin) + " input channels, received " +
                                 std::to_string(x.c()));
     Tensor y({s.n, s.k, s.oh(), s.ow()});
@@ -129,7 +141,7 @@ struct TrainableResnet::Impl {
     node.conv = &d;
     node.cs = s;
     if (recording) node.in = onTape(x);
-    return result(std::move(y), std::move(node), grad(x) || !params->at(d.weight).frozen());
+    return result(std::move(y), std::move(node), grad(x) || !params->at(d.weight).frozen(), s.dst);
   }
 
   V bn(V& x, const BnDef& d, bool train) {
@@ -141,19 +153,20 @@ struct TrainableResnet::Impl {
     Node node{Kind::Bn};
     node.bn = &d;
     node.bnTrain = train;
+    node.layout = x.layout;
     const auto t0 = Clock::now();
     if (train) {
       node.saveMean = Tensor({x.c()});
       node.saveVar = Tensor({x.c()});
       batchNormTrainForward(x.n(), x.c(), x.h(), x.w(), x.t.data(), gamma, beta, eps, 0.1, y.data(),
-                            node.saveMean.data(), node.saveVar.data(), rm, rv);
+                            node.saveMean.data(), node.saveVar.data(), rm, rv, x.layout);
     } else {
-      batchNormFrozenForward(x.n(), x.c(), x.h(), x.w(), x.t.data(), gamma, beta, rm, rv, eps, y.data());
+      batchNormFrozenForward(x.n(), x.c(), x.h(), x.w(), x.t.data(), gamma, beta, rm, rv, eps, y.data(), x.layout);
     }
     charge(where, Kind::Bn, "forward", t0);
     if (recording) node.in = onTape(x);
     const bool g = grad(x) || !params->at(d.gamma).frozen() || !params->at(d.beta).frozen();
-    return result(std::move(y), std::move(node), g);
+    return result(std::move(y), std::move(node), g, x.layout);
   }
 
   V relu(V& x) {
@@ -163,20 +176,36 @@ struct TrainableResnet::Impl {
     charge(where, Kind::Relu, "forward", t0);
     Node node{Kind::Relu};
     if (recording) node.in = onTape(x);
-    return result(std::move(y), std::move(node), grad(x));
+    return result(std::move(y), std::move(node), grad(x), x.layout);
   }
 
-  V add(V& a, V& b) {
+  // x in `to` (x itself when it is already): a recorded reorder, its backward the inverse.
+  V toLayout(V& x, Layout to) {
+    if (x.layout == to) return x;
+    Tensor y(x.t.shape());
+    const auto t0 = Clock::now();
+    reorderLayout(x.n(), x.c(), x.h(), x.w(), x.layout, to, x.t.data(), y.data());
+    charge(where, Kind::Reorder, "forward", t0);
+    Node node{Kind::Reorder};
+    node.from = x.layout;
+    node.layout = to;
+    if (recording) node.in = onTape(x);
+    return result(std::move(y), std::move(node), grad(x), to);
+  }
+
+  V add(V& a, V& bIn) {
+    V b = toLayout(bIn, a.layout);
     Tensor y(a.t.shape());
     const auto t0 = Clock::now();
     addForward(a.t.numel(), a.t.data(), b.t.data(), y.data());
     charge(where, Kind::Add, "forward", t0);
     Node node{Kind::Add};
     if (recording) node.in = onTape(a), node.in2 = onTape(b);
-    return result(std::move(y), std::move(node), grad(a) || grad(b));
+    return result(std::move(y), std::move(node), grad(a) || grad(b), a.layout);
   }
 
-  V maxPool(V& x) {
+  V maxPool(V& xIn) {
+    V x = toLayout(xIn, Layout::Nchw);
     const int64_t oh = (x.h() + 2 - 3) / 2 + 1, ow = (x.w() + 2 - 3) / 2 + 1;
     Tensor y({x.n(), x.c(), oh, ow});
     const auto t0 = Clock::now();
@@ -184,7 +213,7 @@ struct TrainableResnet::Impl {
     charge(where, Kind::MaxPool, "forward", t0);
     Node node{Kind::MaxPool};
     if (recording) node.in = onTape(x);
-    return result(std::move(y), std::move(node), grad(x));
+    return result(std::move(y), std::move(node), grad(x), Layout::Nchw);
   }
 
   bool anyTrainable(const std::vector<std::string>& names) const {
@@ -270,7 +299,7 @@ struct TrainableResnet::Impl {
         Tensor dx = wantDx ? Tensor(x.shape()) : Tensor();
         batchNormBackward(x.dim(0), x.dim(1), x.dim(2), x.dim(3), x.data(), gm.value(), mean, var, eps, !nd.bnTrain,
                           g.data(), wantDx ? dx.data() : nullptr, gm.frozen() ? nullptr : gm.grad(),
-                          bt.frozen() ? nullptr : bt.grad());
+                          bt.frozen() ? nullptr : bt.grad(), nd.layout);
         if (wantDx) addGrad(nd.in, std::move(dx));
         break;
       }
@@ -290,6 +319,13 @@ struct TrainableResnet::Impl {
           addGrad(nd.in2, std::move(copy));
         }
         if (wantDx) addGrad(nd.in, g);
+        break;
+      }
+      case Kind::Reorder: {
+        if (!wantDx) break;
+        Tensor dx(g.shape());
+        reorderLayout(g.dim(0), g.dim(1), g.dim(2), g.dim(3), nd.layout, nd.from, g.data(), dx.data());
+        addGrad(nd.in, std::move(dx));
         break;
       }
       case Kind::MaxPool: {
@@ -404,6 +440,10 @@ Tensor TrainableResnet::forward(const float* x, int64_t n, int64_t c, int64_t h,
     y = m.relu(y);
     cur = m.maxPool(y);
   }
+  if (m.blocked && firstStage < m.stages && cur.c() % 16 == 0) {
+    m.where = d.stages[firstStage].tap;
+    cur = m.toLayout(cur, Layout::Blocked16);
+  }
   for (size_t s = firstStage; s < m.stages; ++s)
     for (const auto& b : d.stages[s].blocks) {
       m.where = d.stages[s].tap;
@@ -412,8 +452,12 @@ Tensor TrainableResnet::forward(const float* x, int64_t n, int64_t c, int64_t h,
     }
   m.outId = cur.id;
   m.outShape = cur.t.shape();
+  m.outLayout = cur.layout;
   m.dropUnneeded();
-  return cur.t;
+  if (cur.layout == Layout::Nchw) return cur.t;
+  Tensor out(cur.t.shape());
+  reorderLayout(cur.n(), cur.c(), cur.h(), cur.w(), cur.layout, Layout::Nchw, cur.t.data(), out.data());
+  return out;
 }
 
 void TrainableResnet::backward(const float* dOut) {
@@ -425,7 +469,10 @@ void TrainableResnet::backward(const float* dOut) {
   }
   m.grads.assign(m.vals.size(), Tensor());
   Tensor g(m.outShape);
-  std::memcpy(g.data(), dOut, static_cast<size_t>(g.numel()) * sizeof(float));
+  if (m.outLayout == Layout::Nchw)
+    std::memcpy(g.data(), dOut, static_cast<size_t>(g.numel()) * sizeof(float));
+  else
+    reorderLayout(g.dim(0), g.dim(1), g.dim(2), g.dim(3), Layout::Nchw, m.outLayout, dOut, g.data());
   m.grads[m.outId] = std::move(g);
   for (size_t i = m.nodes.size(); i-- > 0;) m.backwardNode(m.nodes[i]);
   m.grads.clear();
@@ -433,6 +480,11 @@ void TrainableResnet::backward(const float* dOut) {
 }
 
 void TrainableResnet::release() { impl_->clear(); }
+
+void TrainableResnet::setBlockedActivations(bool on) {
+  impl_->clear();
+  impl_->blocked = on;
+}
 
 std::map<std::string, double> TrainableResnet::profile() const { return impl_->profile; }
 void TrainableResnet::resetProfile() { impl_->profile.clear(); }

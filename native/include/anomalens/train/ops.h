@@ -18,6 +18,17 @@
 
 namespace anomalens::train {
 
+// The memory layout of an activation [n, c, h, w]. Nchw: plain, the default of every op.
+// Blocked16: oneDNN's nChw16c (aBcd16b): the channels in blocks of 16, each block stored
+// [n][c / 16][h][w][16], the layout oneDNN's AVX-512 convolutions and batch norm run in. It
+// needs c % 16 == 0 (then it holds exactly n * c * h * w floats, so the element-wise ops -- ReLU,
+// add, accumulate -- run on it unchanged). A network that keeps its activations blocked from
+// layer to layer skips the reorders each op would otherwise make in and out of its call.
+enum class Layout { Nchw, Blocked16 };
+
+// y = x in layout `to`, x [n, c, h, w] in layout `from` (y may not alias x).
+void reorderLayout(int64_t n, int64_t c, int64_t h, int64_t w, Layout from, Layout to, const float* x, float* y);
+
 // A 2-D convolution as torch.nn.Conv2d(c, k, (kh, kw), stride, padding, bias) (no groups, no
 // dilation). Input [n, c, h, w]; weight [k, c, kh, kw]; bias [k]; output [n, k, oh, ow] with
 // oh = floor((h + 2 padH - kh) / strideH) + 1.
@@ -27,6 +38,8 @@ struct Conv2dShape {
   int64_t kh = 1, kw = 1;
   int64_t strideH = 1, strideW = 1;
   int64_t padH = 0, padW = 0;
+  Layout src = Layout::Nchw;  // of x and dx
+  Layout dst = Layout::Nchw;  // of y and dy
   int64_t oh() const { return (h + 2 * padH - kh) / strideH + 1; }
   int64_t ow() const { return (w + 2 * padW - kw) / strideW + 1; }
   // Throws InvalidArgument naming the offending size when the shape is not usable.
@@ -48,6 +61,8 @@ struct ConvTranspose2dShape {
   int64_t kh = 2, kw = 2;
   int64_t strideH = 2, strideW = 2;
   int64_t padH = 0, padW = 0;
+  Layout src = Layout::Nchw;  // of x and dx
+  Layout dst = Layout::Nchw;  // of y and dy
   int64_t oh() const { return (h - 1) * strideH - 2 * padH + kh; }
   int64_t ow() const { return (w - 1) * strideW - 2 * padW + kw; }
   void check() const;
@@ -68,18 +83,19 @@ void convTranspose2dBackward(const ConvTranspose2dShape& s, const float* x, cons
 // with the *unbiased* variance (times m / (m - 1), m = n*h*w) for runningVar. m must be > 1.
 void batchNormTrainForward(int64_t n, int64_t c, int64_t h, int64_t w, const float* x, const float* gamma,
                            const float* beta, float eps, double momentum, float* y, float* saveMean, float* saveVar,
-                           float* runningMean, float* runningVar);
+                           float* runningMean, float* runningVar, Layout layout = Layout::Nchw);
 // Frozen statistics (model.eval(), or a BN kept frozen while training): normalises with the
 // given mean/var [c]; nothing is updated.
 void batchNormFrozenForward(int64_t n, int64_t c, int64_t h, int64_t w, const float* x, const float* gamma,
-                            const float* beta, const float* mean, const float* var, float eps, float* y);
+                            const float* beta, const float* mean, const float* var, float eps, float* y,
+                            Layout layout = Layout::Nchw);
 // Backward of either mode. Training mode: mean/var are the saveMean/saveVar of the forward and
 // the gradient flows through the batch statistics; frozen (frozenStats = true): mean/var are
 // the frozen statistics, constants. Keeps: x, gamma, mean, var. dx: n*c*h*w, dgamma/dbeta: c
-// (each may be null).
+// (each may be null). `layout`: of x, y, dy and dx alike.
 void batchNormBackward(int64_t n, int64_t c, int64_t h, int64_t w, const float* x, const float* gamma,
                        const float* mean, const float* var, float eps, bool frozenStats, const float* dy, float* dx,
-                       float* dgamma, float* dbeta);
+                       float* dgamma, float* dbeta, Layout layout = Layout::Nchw);
 
 // y = max(x, 0), count elements (y may be x: in place).
 void reluForward(int64_t count, const float* x, float* y);

@@ -65,6 +65,11 @@ class TrainableResnet {
   Shape outputShape() const;
   // Drops the kept activations without a backward.
   void release();
+  // Whether activations with channels divisible by 16 are kept in oneDNN's blocked layout
+  // (nChw16c) from the first stage on (the default: no per-op reorders, oneDNN's fast batch
+  // norm); off runs every op on NCHW. The results agree to float rounding. Drops kept
+  // activations.
+  void setBlockedActivations(bool on);
   // Seconds spent per "<stage> <op> forward|backward" (e.g. "layer3 conv backward") since the
   // last resetProfile(): where a step's time goes.
   std::map<std::string, double> profile() const;
