@@ -8,7 +8,10 @@
 //   new TrainResnet(arch, lastTap, v2Prefix?); taps(); tapShape(tap, n, h, w); keptFloats();
 //     profile() -> { '<stage> <op> forward|backward': seconds }; resetProfile(); release() (drops
 //     the kept activations);
-//     forward(x, [n, c, h, w], bnTrain, startTap) -> Promise<Float32Array>; backward(dOut) -> Promise.
+//     forward(x, [n, c, h, w], bnTrain, startTap) -> Promise<Float32Array>; backward(dOut) -> Promise;
+//     compactnessStep(x, [n, c, h, w], centre, bnTrain, startTap, maxNorm | null, ewcLambda | null,
+//     lr, momentum, dampening, weightDecay, nesterov) -> Promise<{ loss, gradNorm, features }> (PANDA's
+//     whole step in one call, compactness_step.h).
 // A network and the views of its stores share one busy state: while a step, forward or
 // backward is in flight, everything that reads or writes the tensors is refused (ERR_BUSY).
 // Not NativeObjectWrap: these objects have no search / save / load / dispose.
@@ -18,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "anomalens/train/compactness_step.h"
 #include "anomalens/train/ewc.h"
 #include "anomalens/train/optim.h"
 #include "anomalens/train/params.h"
@@ -256,7 +260,8 @@ class TrainResnetWrap : public Napi::ObjectWrap<TrainResnetWrap> {
                        {InstanceMethod("taps", &W::Taps), InstanceMethod("tapShape", &W::TapShape),
                         InstanceMethod("keptFloats", &W::KeptFloats), InstanceMethod("profile", &W::Profile),
                         InstanceMethod("resetProfile", &W::ResetProfile), InstanceMethod("release", &W::Release),
-                        InstanceMethod("forward", &W::Forward), InstanceMethod("backward", &W::Backward)});
+                        InstanceMethod("forward", &W::Forward), InstanceMethod("backward", &W::Backward),
+                        InstanceMethod("compactnessStep", &W::CompactnessStep)});
   }
   explicit TrainResnetWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TrainResnetWrap>(info) {
     Napi::Env env = info.Env();
@@ -339,6 +344,46 @@ class TrainResnetWrap : public Napi::ObjectWrap<TrainResnetWrap> {
       auto* w = new TaskWorker(env, "resnetBackward", [=](FiniteCheck&) { net->backward(dy); });
       w->hold(&shared_->busy, true, info.This(), shared_);
       w->pin(info[0]);
+      return w->start();
+    });
+  }
+
+  Napi::Value CompactnessStep(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    notBusy(env);
+    return guard(env, [&] {
+      ArgReader args(info, "");
+      const Shape d = trainSizes(args, 1, "shape", 4);
+      const float* x = trainData(args, 0, "x", d[0] * d[1] * d[2] * d[3]);
+      auto net = shared_->net;
+      const int64_t channels = net->tapShape(net->taps().back(), 1, 1, 1)[1];
+      const float* centre = trainData(args, 2, "centre", channels);
+      CompactnessStepOptions o;
+      o.bnTrain = info[3].ToBoolean().Value();
+      o.startTap = info[4].IsString() ? info[4].As<Napi::String>().Utf8Value() : "input";
+      o.clip = args.present(5);
+      if (o.clip) o.maxNorm = args.number(5, "maxNorm");
+      o.ewc = args.present(6);
+      if (o.ewc) o.ewcLambda = args.number(6, "ewcLambda");
+      o.sgd.lr = args.number(7, "lr");
+      o.sgd.momentum = args.number(8, "momentum");
+      o.sgd.dampening = args.number(9, "dampening");
+      o.sgd.weightDecay = args.number(10, "weightDecay");
+      o.sgd.nesterov = info[11].ToBoolean().Value();
+      auto res = std::make_shared<CompactnessStepResult>();
+      auto* w = new TaskWorker(
+          env, "compactnessStep",
+          [=](FiniteCheck&) { *res = compactnessStep(*net, x, d[0], d[1], d[2], d[3], centre, o); },
+          [res, clip = o.clip](Napi::Env e) -> Napi::Value {
+            Napi::Object r = Napi::Object::New(e);
+            r.Set("loss", res->loss);
+            r.Set("gradNorm", clip ? Napi::Value(Napi::Number::New(e, res->gradNorm)) : e.Null());
+            r.Set("features", toFloat32Array(e, res->features));
+            return r;
+          });
+      w->hold(&shared_->busy, true, info.This(), shared_);
+      w->pin(info[0]);
+      w->pin(info[2]);
       return w->start();
     });
   }

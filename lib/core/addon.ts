@@ -241,6 +241,11 @@ export interface NativeTrainResnet {
   forward(x: Float32Array, shape: number[], bnTrain: boolean, startTap: string): Promise<Float32Array>;
   /** The gradient of the last forward's output into the parameters' gradients. */
   backward(dOut: Float32Array): Promise<void>;
+  /** PANDA's whole step (forward, pooling, compactness, backward, EWC, clipping, SGD) in one call. */
+  compactnessStep(
+    x: Float32Array, shape: number[], centre: Float32Array, bnTrain: boolean, startTap: string, maxNorm: number | null,
+    ewcLambda: number | null, lr: number, momentum: number, dampening: number, weightDecay: number, nesterov: boolean,
+  ): Promise<{ loss: number; gradNorm: number | null; features: Float32Array }>;
 }
 
 export interface NativeTrainResnetClass {

@@ -51,6 +51,22 @@ export interface ParamInfo {
 
 const VIEW = Symbol('TrainParams view');
 
+/**
+ * @internal SGD options checked as torch.optim.SGD checks them, in the native argument order
+ * [lr, momentum, dampening, weightDecay, nesterov] (sgdStep, lib/train/step.ts).
+ */
+export function sgdArguments(options: SgdOptions, what: string): [number, number, number, number, boolean] {
+  const o = expectObject(options, what);
+  const lr = expectNumber(o.lr, `${what}.lr`, { min: 0 });
+  const momentum = o.momentum === undefined ? 0 : expectNumber(o.momentum, `${what}.momentum`, { min: 0 });
+  const dampening = o.dampening === undefined ? 0 : expectNumber(o.dampening, `${what}.dampening`);
+  const weightDecay = o.weightDecay === undefined ? 0 : expectNumber(o.weightDecay, `${what}.weightDecay`, { min: 0 });
+  const nesterov = o.nesterov === undefined ? false : expectBoolean(o.nesterov, `${what}.nesterov`);
+  if (nesterov && (momentum <= 0 || dampening !== 0))
+    throw new RangeError(`${what}.nesterov needs ${what}.momentum > 0 and ${what}.dampening 0, as torch.optim.SGD`);
+  return [lr, momentum, dampening, weightDecay, nesterov];
+}
+
 /** @internal A view of a native network's parameters or buffers (lib/train/resnet.ts, rd.ts). */
 export function paramsView(net: NativeTrainResnet | NativeTrainRd, which: 'params' | 'buffers'): TrainParams {
   return new TrainParams({ [VIEW]: { net, which } } as unknown as undefined);
@@ -131,15 +147,8 @@ export class TrainParams {
 
   /** One torch.optim.SGD step over the trainable parameters that have a gradient. */
   async sgdStep(options: SgdOptions): Promise<void> {
-    const o = expectObject(options, 'options');
-    const lr = expectNumber(o.lr, 'options.lr', { min: 0 });
-    const momentum = o.momentum === undefined ? 0 : expectNumber(o.momentum, 'options.momentum', { min: 0 });
-    const dampening = o.dampening === undefined ? 0 : expectNumber(o.dampening, 'options.dampening');
-    const weightDecay = o.weightDecay === undefined ? 0 : expectNumber(o.weightDecay, 'options.weightDecay', { min: 0 });
-    const nesterov = o.nesterov === undefined ? false : expectBoolean(o.nesterov, 'options.nesterov');
-    if (nesterov && (momentum <= 0 || dampening !== 0))
-      throw new RangeError('options.nesterov needs options.momentum > 0 and options.dampening 0, as torch.optim.SGD');
-    await callNative(() => this.#p.sgdStep(lr, momentum, dampening, weightDecay, nesterov));
+    const a = sgdArguments(options, 'options');
+    await callNative(() => this.#p.sgdStep(...a));
   }
 
   /** One torch.optim.Adam step (amsgrad off) over the trainable parameters that have a gradient. */

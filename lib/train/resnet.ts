@@ -42,7 +42,18 @@ export interface ResnetForwardOptions {
   startTap?: 'input' | ResnetTap;
 }
 
+let nativeOf: (net: TrainResnet) => NativeTrainResnet;
+
+/** @internal The native network of a TrainResnet: lib/train/step.ts's one-call step. */
+export function nativeResnet(net: TrainResnet): NativeTrainResnet {
+  if (!(net instanceof TrainResnet)) throw new TypeError('net must be a TrainResnet');
+  return nativeOf(net);
+}
+
 export class TrainResnet {
+  static {
+    nativeOf = (net) => net.#n;
+  }
   readonly #n: NativeTrainResnet;
   /** Conv weights, BN weight / bias, in torch's named_parameters() order. */
   readonly params: TrainParams;

@@ -10,12 +10,11 @@
  * @example
  * const { loss } = await compactnessStep(net, layer2Out, [32, 512, 28, 28], centre, { startTap: 'layer2' });
  */
-import { expectBoolean, expectNumber, expectObject } from '../core/validate.js';
-import { compactnessLoss } from './losses.js';
-import { globalAvgPoolBackward, globalAvgPoolForward } from './ops.js';
-import type { SgdOptions } from './params.js';
-import type { ResnetTap, TrainResnet } from './resnet.js';
-import { expectNchw } from './validate.js';
+import { callNative } from '../core/errors.js';
+import { expectBoolean, expectFloat32Array, expectNumber, expectObject, expectOneOf } from '../core/validate.js';
+import { sgdArguments, type SgdOptions } from './params.js';
+import { nativeResnet, RESNET_TAPS, type ResnetTap, type TrainResnet } from './resnet.js';
+import { expectNchw, product } from './validate.js';
 
 export interface CompactnessStepOptions {
   /** Where the batch comes in (default 'input': images); a tap: its cached output. */
@@ -48,20 +47,17 @@ export async function compactnessStep(
   centre: Float32Array,
   options: CompactnessStepOptions = {},
 ): Promise<CompactnessStepResult> {
+  const n = nativeResnet(net);
   const s = expectNchw(shape, 'shape');
+  const x = expectFloat32Array(batch, 'batch', product(s));
+  const c = expectFloat32Array(centre, 'centre', net.tapShape(net.lastTap, 1, 1, 1)[1]);
   const o = expectObject(options, 'options');
   const clip = o.clip === null ? null : o.clip === undefined ? 1e-3 : expectNumber(o.clip, 'options.clip', { min: 0 });
+  if (clip === 0) throw new RangeError('options.clip must be > 0 (null: no clipping), received 0');
   const bnTrain = o.bnTrain === undefined ? false : expectBoolean(o.bnTrain, 'options.bnTrain');
-  const out = await net.forward(batch, s, { startTap: o.startTap as 'input' | ResnetTap | undefined, bnTrain });
-  const c = net.tapShape(net.lastTap, 1, 1, 1)[1];
-  // Pooling reads only h * w: [n, c, h * w, 1] is the output's own layout.
-  const fShape: [number, number, number, number] = [s[0], c, out.length / (s[0] * c), 1];
-  const features = await globalAvgPoolForward(out, fShape);
+  const startTap = o.startTap === undefined ? 'input' : expectOneOf(o.startTap, 'options.startTap', ['input', ...RESNET_TAPS]);
   const ewc = o.ewcLambda === undefined ? null : expectNumber(o.ewcLambda, 'options.ewcLambda', { min: 0 });
-  const { loss: compact, grad } = await compactnessLoss(features, centre, s[0], c);
-  await net.backward(await globalAvgPoolBackward(grad, fShape));
-  const loss = ewc === null ? compact : compact + (await net.params.addEwcPenalty(ewc));
-  const gradNorm = clip === null ? null : await net.params.clipGradNorm(clip);
-  await net.params.sgdStep((o.sgd as SgdOptions | undefined) ?? PANDA_SGD);
-  return { loss, features, gradNorm };
+  const sgd = sgdArguments((o.sgd as SgdOptions | undefined) ?? PANDA_SGD, 'options.sgd');
+  // One native call: forward, pooling, loss, backward, EWC, clipping and SGD back to back.
+  return callNative(() => n.compactnessStep(x, s, c, bnTrain, startTap, clip, ewc, ...sgd));
 }

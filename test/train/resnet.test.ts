@@ -8,7 +8,9 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { TrainResnet, compactnessStep, type ResnetTap, type TrainableArch } from '../../lib/index.js';
+import {
+  PANDA_SGD, TrainResnet, compactnessLoss, compactnessStep, globalAvgPoolBackward, globalAvgPoolForward, type ResnetTap, type TrainableArch,
+} from '../../lib/index.js';
 import { seededInput, seededTensor, uniform } from '../helpers/seeded.js';
 
 interface Summary { count: number; sum: number; sumsq: number; samples: number[] }
@@ -187,4 +189,53 @@ describe("PANDA's optimisation step", () => {
       }
     });
   }
+
+  // The one-call native step runs the very ops of the step-level API in the same order: the
+  // same features, loss, norm, parameters and momentum, bit for bit.
+  it('the one-call step equals forward, pooling, loss, backward, clipping and SGD called one by one', async () => {
+    const shape: [number, number, number, number] = [3, 128, 5, 5];
+    const fused = seededNet('resnet18');
+    const byParts = seededNet('resnet18');
+    for (const net of [fused, byParts]) for (const p of ['conv1.', 'bn1.', 'layer1.', 'layer2.']) net.params.freeze(p);
+    const centre = Float32Array.from(uniform('centre', 512), (v) => 0.5 * v);
+    const x = Float32Array.from(seededInput(shape), (v) => Math.max(v, 0));
+    for (let t = 0; t < 2; t++) {
+      const r = await compactnessStep(fused, x, shape, centre, { startTap: 'layer2' });
+      const out = await byParts.forward(x, shape, { startTap: 'layer2' });
+      const fShape: [number, number, number, number] = [3, 512, out.length / (3 * 512), 1];
+      const features = await globalAvgPoolForward(out, fShape);
+      const { loss, grad } = await compactnessLoss(features, centre, 3, 512);
+      await byParts.backward(await globalAvgPoolBackward(grad, fShape));
+      const norm = await byParts.params.clipGradNorm(1e-3);
+      await byParts.params.sgdStep(PANDA_SGD);
+      expect(firstDifference(r.features, features), `features ${t}`).toBe(-1);
+      expect(r.loss, `loss ${t}`).toBe(loss);
+      expect(r.gradNorm, `norm ${t}`).toBe(norm);
+    }
+    for (const p of fused.params.names()) {
+      expect(firstDifference(fused.params.value(p), byParts.params.value(p)), p).toBe(-1);
+      const m = byParts.params.state(p, 'momentum_buffer');
+      if (m) expect(firstDifference(fused.params.state(p, 'momentum_buffer')!, m), `${p} momentum`).toBe(-1);
+    }
+  });
+
+  it('refuses bad input before changing anything', async () => {
+    const net = seededNet('resnet18');
+    for (const p of ['conv1.', 'bn1.', 'layer1.', 'layer2.']) net.params.freeze(p);
+    const shape: [number, number, number, number] = [2, 128, 4, 4];
+    const x = new Float32Array(2 * 128 * 16);
+    const centre = new Float32Array(512);
+    const before = net.params.value('layer4.1.conv2.weight');
+    await expect(compactnessStep(net, x, shape, new Float32Array(256), { startTap: 'layer2' })).rejects.toThrow(/centre must have 512 elements/);
+    await expect(compactnessStep(net, x.subarray(1), shape, centre, { startTap: 'layer2' })).rejects.toThrow(/batch must have 4096 elements/);
+    await expect(compactnessStep(net, x, shape, centre, { startTap: 'layer2', clip: 0 })).rejects.toThrow(/options.clip must be > 0/);
+    await expect(compactnessStep(net, x, shape, centre, { startTap: 'layer9' as ResnetTap })).rejects.toThrow(/options.startTap/);
+    await expect(compactnessStep(net, x, shape, centre, { startTap: 'layer2', sgd: { lr: -1 } })).rejects.toThrow(/options.sgd.lr must be >= 0/);
+    await expect(compactnessStep(net, x, shape, centre)).rejects.toThrow(/3 channels/);
+    expect(firstDifference(net.params.value('layer4.1.conv2.weight'), before)).toBe(-1);
+    expect(net.params.grad('layer4.1.conv2.weight')).toBeNull();
+    const p = compactnessStep(net, x, shape, centre, { startTap: 'layer2' });
+    expect(() => net.params.value('layer4.1.conv2.weight')).toThrow(expect.objectContaining({ code: 'ERR_BUSY' }));
+    expect((await p).features.length).toBe(2 * 512);
+  });
 });
