@@ -13,6 +13,7 @@
 #include "anomalens/train/ops.h"
 #include "anomalens/train/optim.h"
 #include "anomalens/train/params.h"
+#include "anomalens/train/rd.h"
 #include "anomalens/train/resnet.h"
 #include "harness.h"
 
@@ -286,6 +287,67 @@ TEST(train_resnet_blocked_activations_match_nchw) {
       const train::Param& ba = plain.buffers().at(name);
       const std::vector<double> want(ba.value(), ba.value() + ba.numel());
       CHECK_MSG(relError(blocked.buffers().at(name).value(), want.data(), want.size()) < 1e-5, name);
+    }
+  }
+}
+
+// Reverse Distillation's student (convolutions, transposed convolutions, BN, the concatenation)
+// gives the same outputs, parameter gradients and running statistics with its activations
+// blocked as on NCHW: the basic-block student with BN in training mode and the bottleneck one
+// with BN frozen (the bottleneck students in training mode are ill-conditioned in float32: their
+// BN gradients are sums of nearly cancelling terms, so accumulation order alone moves them by
+// 1e-2, as torch's own float32 against float64; see test/fixtures/train/make_fixtures.py).
+TEST(train_rd_student_blocked_activations_match_nchw) {
+  for (const auto& [arch, bnTrain] : {std::pair<const char*, bool>{"resnet18", true}, {"resnet50", false}}) {
+    Rng rng(76);
+    train::RdStudent plain(train::RdConfig::forTeacher(arch)), blocked(train::RdConfig::forTeacher(arch));
+    plain.setBlockedActivations(false);
+    for (const auto& name : plain.params().names()) {
+      train::Param& p = plain.params().at(name);
+      const bool bnWeight = p.shape().size() == 1 && name.substr(name.size() - 7) == ".weight";
+      const std::vector<float> v =
+          rng.floats(static_cast<size_t>(p.numel()), bnWeight ? 0.5f : -0.05f, bnWeight ? 1.5f : 0.05f);
+      std::copy(v.begin(), v.end(), p.value());
+      std::copy(v.begin(), v.end(), blocked.params().at(name).value());
+    }
+    for (const auto& name : plain.buffers().names()) {
+      train::Param& b = plain.buffers().at(name);
+      const bool var = name.find("running_var") != std::string::npos;
+      const std::vector<float> v = rng.floats(static_cast<size_t>(b.numel()), var ? 0.5f : -0.1f, var ? 1.5f : 0.1f);
+      std::copy(v.begin(), v.end(), b.value());
+      std::copy(v.begin(), v.end(), blocked.buffers().at(name).value());
+    }
+    const int64_t n = 2;
+    const std::vector<int64_t> h = {16, 8, 4};
+    std::vector<std::vector<float>> f;
+    std::vector<const float*> fp;
+    for (int i = 0; i < 3; ++i) {
+      f.push_back(rng.floats(static_cast<size_t>(n * plain.tapChannels(i) * h[i] * h[i]), 0.f, 1.f));
+      fp.push_back(f.back().data());
+    }
+    std::vector<Tensor> a = plain.forward(fp, n, h, h, bnTrain, true), b = blocked.forward(fp, n, h, h, bnTrain, true);
+    std::vector<std::vector<float>> g;
+    std::vector<const float*> gp;
+    for (int i = 0; i < 3; ++i) {
+      CHECK(a[i].shape() == b[i].shape());
+      const std::vector<double> want(a[i].data(), a[i].data() + a[i].numel());
+      CHECK_MSG(relError(b[i].data(), want.data(), want.size()) < 1e-5, arch << " output " << i);
+      g.push_back(rng.floats(static_cast<size_t>(a[i].numel())));
+      gp.push_back(g.back().data());
+    }
+    plain.backward(gp);
+    blocked.backward(gp);
+    for (const auto& name : plain.params().names()) {
+      const train::Param& pa = plain.params().at(name);
+      if (!pa.hasGrad()) continue;
+      const std::vector<double> want(pa.gradData(), pa.gradData() + pa.numel());
+      const double e = relError(blocked.params().at(name).grad(), want.data(), want.size());
+      CHECK_MSG(e < 1e-4, arch << " " << name << " " << e);
+    }
+    for (const auto& name : plain.buffers().names()) {
+      const train::Param& ba = plain.buffers().at(name);
+      const std::vector<double> want(ba.value(), ba.value() + ba.numel());
+      CHECK_MSG(relError(blocked.buffers().at(name).value(), want.data(), want.size()) < 1e-5, arch << " " << name);
     }
   }
 }

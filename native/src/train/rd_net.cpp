@@ -178,7 +178,8 @@ std::vector<Tensor> RdStudent::forward(const std::vector<const float*>& f, int64
     for (const auto& b : m.decBlocks[s]) x = m.block(x, b, bnTrain);
     feat[s] = x;
   }
-  m.outs = {feat[2], feat[1], feat[0]};
+  // The outputs in NCHW (the losses read them so); the decoder itself runs blocked.
+  m.outs = {t.plain(feat[2]), t.plain(feat[1]), t.plain(feat[0])};
   std::vector<Tensor> out;
   for (int id : m.outs) out.push_back(t.value(id));
   t.finish(m.outs);
@@ -203,6 +204,11 @@ void RdStudent::release() {
 }
 
 std::vector<Shape> RdStudent::outputShapes() const { return impl_->outShapes; }
+
+void RdStudent::setBlockedActivations(bool on) {
+  release();
+  impl_->tape.setBlockedActivations(on);
+}
 
 int64_t RdStudent::keptFloats() const { return impl_->tape.keptFloats(); }
 

@@ -13,6 +13,7 @@ void Tape::begin(bool record) {
 
 void Tape::release() {
   vals_.clear();
+  layouts_.clear();
   grads_.clear();
   needsGrad_.clear();
   nodes_.clear();
@@ -22,13 +23,15 @@ int Tape::input(const float* x, Shape shape) {
   Tensor t(shape);
   std::memcpy(t.data(), x, static_cast<size_t>(t.numel()) * sizeof(float));
   vals_.push_back(std::move(t));
+  layouts_.push_back(Layout::Nchw);
   needsGrad_.push_back(false);
   return static_cast<int>(vals_.size()) - 1;
 }
 
-int Tape::push(Tensor t, Node node, bool grad) {
+int Tape::push(Tensor t, Node node, bool grad, Layout layout) {
   const int id = static_cast<int>(vals_.size());
   vals_.push_back(std::move(t));
+  layouts_.push_back(layout);
   needsGrad_.push_back(record_ && grad);
   if (record_) {
     node.out = id;
@@ -47,6 +50,8 @@ int Tape::conv(int x, const std::string& module, int64_t stride, int64_t pad) {
               std::to_string(v.dim(1)));
   Conv2dShape s{v.dim(0), v.dim(1), v.dim(2), v.dim(3), w.shape()[0], w.shape()[2], w.shape()[3],
                 stride, stride, pad, pad};
+  s.src = layout(x);
+  s.dst = outLayout(s.k);
   Tensor y({s.n, s.k, s.oh(), s.ow()});
   conv2dForward(s, v.data(), w.value(), nullptr, y.data());
   Node nd;
@@ -54,7 +59,7 @@ int Tape::conv(int x, const std::string& module, int64_t stride, int64_t pad) {
   nd.in = {x};
   nd.weight = &w;
   nd.cs = s;
-  return push(std::move(y), std::move(nd), needsGrad_[x] || trainable(&w));
+  return push(std::move(y), std::move(nd), needsGrad_[x] || trainable(&w), s.dst);
 }
 
 int Tape::convTranspose(int x, const std::string& module, int64_t stride) {
@@ -65,6 +70,8 @@ int Tape::convTranspose(int x, const std::string& module, int64_t stride) {
               std::to_string(v.dim(1)));
   ConvTranspose2dShape s{v.dim(0), v.dim(1), v.dim(2), v.dim(3), w.shape()[1], w.shape()[2], w.shape()[3],
                          stride, stride, 0, 0};
+  s.src = layout(x);
+  s.dst = outLayout(s.k);
   Tensor y({s.n, s.k, s.oh(), s.ow()});
   convTranspose2dForward(s, v.data(), w.value(), nullptr, y.data());
   Node nd;
@@ -72,7 +79,7 @@ int Tape::convTranspose(int x, const std::string& module, int64_t stride) {
   nd.in = {x};
   nd.weight = &w;
   nd.ts = s;
-  return push(std::move(y), std::move(nd), needsGrad_[x] || trainable(&w));
+  return push(std::move(y), std::move(nd), needsGrad_[x] || trainable(&w), s.dst);
 }
 
 int Tape::bn(int x, const std::string& module, bool train) {
@@ -90,6 +97,7 @@ int Tape::bn(int x, const std::string& module, bool train) {
   nd.weight = &gamma;
   nd.beta = &beta;
   nd.bnTrain = train;
+  nd.layout = layout(x);
   if (train) {
     require(v.dim(0) * v.dim(2) * v.dim(3) > 1,
             module + ": batch norm in training mode needs more than one value per channel, received input " +
@@ -97,14 +105,14 @@ int Tape::bn(int x, const std::string& module, bool train) {
     nd.saveMean = Tensor({v.dim(1)});
     nd.saveVar = Tensor({v.dim(1)});
     batchNormTrainForward(v.dim(0), v.dim(1), v.dim(2), v.dim(3), v.data(), gamma.value(), beta.value(), eps_, 0.1,
-                          y.data(), nd.saveMean.data(), nd.saveVar.data(), rm, rv);
+                          y.data(), nd.saveMean.data(), nd.saveVar.data(), rm, rv, nd.layout);
   } else {
     batchNormFrozenForward(v.dim(0), v.dim(1), v.dim(2), v.dim(3), v.data(), gamma.value(), beta.value(), rm, rv,
-                           eps_, y.data());
+                           eps_, y.data(), nd.layout);
     nd.frozenMean = rm;
     nd.frozenVar = rv;
   }
-  return push(std::move(y), std::move(nd), needsGrad_[x] || trainable(&gamma) || trainable(&beta));
+  return push(std::move(y), std::move(nd), needsGrad_[x] || trainable(&gamma) || trainable(&beta), nd.layout);
 }
 
 int Tape::relu(int x) {
@@ -114,10 +122,26 @@ int Tape::relu(int x) {
   Node nd;
   nd.kind = Kind::Relu;
   nd.in = {x};
-  return push(std::move(y), std::move(nd), needsGrad_[x]);
+  return push(std::move(y), std::move(nd), needsGrad_[x], layout(x));
 }
 
-int Tape::add(int a, int b) {
+int Tape::toLayout(int x, Layout to) {
+  if (layout(x) == to) return x;
+  const Tensor& v = vals_.at(static_cast<size_t>(x));
+  Tensor y(v.shape());
+  reorderLayout(v.dim(0), v.dim(1), v.dim(2), v.dim(3), layout(x), to, v.data(), y.data());
+  Node nd;
+  nd.kind = Kind::Reorder;
+  nd.in = {x};
+  nd.from = layout(x);
+  nd.layout = to;
+  return push(std::move(y), std::move(nd), needsGrad_[x], to);
+}
+
+int Tape::plain(int x) { return toLayout(x, Layout::Nchw); }
+
+int Tape::add(int a, int bIn) {
+  const int b = toLayout(bIn, layout(a));
   const Tensor& va = vals_.at(static_cast<size_t>(a));
   const Tensor& vb = vals_.at(static_cast<size_t>(b));
   require(va.shape() == vb.shape(), "add: shapes " + shapeString(va.shape()) + " and " + shapeString(vb.shape()) +
@@ -127,11 +151,13 @@ int Tape::add(int a, int b) {
   Node nd;
   nd.kind = Kind::Add;
   nd.in = {a, b};
-  return push(std::move(y), std::move(nd), needsGrad_[a] || needsGrad_[b]);
+  return push(std::move(y), std::move(nd), needsGrad_[a] || needsGrad_[b], layout(a));
 }
 
-int Tape::concat(const std::vector<int>& xs) {
-  require(!xs.empty(), "concat: no inputs");
+int Tape::concat(const std::vector<int>& xsIn) {
+  require(!xsIn.empty(), "concat: no inputs");
+  std::vector<int> xs;
+  for (int id : xsIn) xs.push_back(plain(id));
   const Tensor& v0 = vals_.at(static_cast<size_t>(xs[0]));
   std::vector<int64_t> cs;
   std::vector<const float*> ptrs;
@@ -162,6 +188,7 @@ void Tape::finish(const std::vector<int>& outputs) {
   for (const auto& nd : nodes_) {
     if (nd.kind == Kind::Relu) keep[static_cast<size_t>(nd.out)] = true;
     else if (nd.kind == Kind::Conv || nd.kind == Kind::ConvT || nd.kind == Kind::Bn) keep[static_cast<size_t>(nd.in[0])] = true;
+    // Add, concat and reorder keep nothing.
   }
   for (size_t i = 0; i < vals_.size(); ++i)
     if (!keep[i]) vals_[i] = Tensor();
@@ -189,6 +216,7 @@ void Tape::backward(const std::vector<int>& outputs, const std::vector<const flo
   grads_.assign(vals_.size(), Tensor());
   for (size_t i = 0; i < outputs.size(); ++i) {
     const int id = outputs[i];
+    require(layout(id) == Layout::Nchw, "backward: output " + std::to_string(id) + " is blocked; seed plain() values");
     const Tensor& v = vals_.at(static_cast<size_t>(id));
     Tensor g(v.shape());
     std::memcpy(g.data(), grads[i], static_cast<size_t>(g.numel()) * sizeof(float));
@@ -226,7 +254,7 @@ void Tape::backwardNode(const Node& nd) {
       batchNormBackward(x.dim(0), x.dim(1), x.dim(2), x.dim(3), x.data(), nd.weight->value(), mean, var, eps_,
                         !nd.bnTrain, g.data(), wantDx ? dx.data() : nullptr,
                         trainable(nd.weight) ? nd.weight->grad() : nullptr,
-                        trainable(nd.beta) ? nd.beta->grad() : nullptr);
+                        trainable(nd.beta) ? nd.beta->grad() : nullptr, nd.layout);
       if (wantDx) addGrad(in, std::move(dx));
       break;
     }
@@ -234,6 +262,13 @@ void Tape::backwardNode(const Node& nd) {
       if (!wantDx) break;
       Tensor dx(g.shape());
       reluBackward(g.numel(), vals_[static_cast<size_t>(nd.out)].data(), g.data(), dx.data());
+      addGrad(in, std::move(dx));
+      break;
+    }
+    case Kind::Reorder: {
+      if (!wantDx) break;
+      Tensor dx(g.shape());
+      reorderLayout(g.dim(0), g.dim(1), g.dim(2), g.dim(3), nd.layout, nd.from, g.data(), dx.data());
       addGrad(in, std::move(dx));
       break;
     }

@@ -36,6 +36,15 @@ class Tape {
   int relu(int x);
   int add(int a, int b);
   int concat(const std::vector<int>& xs);
+  // x in NCHW (x itself when it already is): a recorded reorder (its backward the inverse).
+  int plain(int x);
+  // The layout of a value: NCHW, or oneDNN's blocked nChw16c (ops.h's Layout), which the
+  // convolutions' and batch norms' outputs with channels divisible by 16 get while
+  // blockedActivations is on (the default): no reorders in and out of each oneDNN call, and
+  // oneDNN's fast batch norm. Inputs and concatenations are NCHW; plain() gives NCHW.
+  Layout layout(int id) const { return layouts_.at(static_cast<size_t>(id)); }
+  // Off: every value NCHW (the results agree to float rounding). Takes effect at begin().
+  void setBlockedActivations(bool on) { blocked_ = on; }
 
   // Ends the forward: keeps the values a backward reads and `outputs`; drops the rest.
   void finish(const std::vector<int>& outputs);
@@ -48,7 +57,7 @@ class Tape {
   bool recording() const { return record_; }
 
  private:
-  enum class Kind { Conv, ConvT, Bn, Relu, Add, Concat };
+  enum class Kind { Conv, ConvT, Bn, Relu, Add, Concat, Reorder };
   struct Node {
     Kind kind = Kind::Conv;
     std::vector<int> in;
@@ -62,8 +71,14 @@ class Tape {
     const float* frozenVar = nullptr;
     Tensor saveMean, saveVar;
     std::vector<int64_t> parts;  // concat: channels of each input
+    Layout layout = Layout::Nchw;  // BN's data; a reorder's output
+    Layout from = Layout::Nchw;    // a reorder's input
   };
-  int push(Tensor t, Node node, bool grad);
+  int push(Tensor t, Node node, bool grad, Layout layout = Layout::Nchw);
+  int toLayout(int x, Layout to);
+  Layout outLayout(int64_t channels) const {
+    return blocked_ && channels % 16 == 0 ? Layout::Blocked16 : Layout::Nchw;
+  }
   void addGrad(int id, Tensor g);
   void backwardNode(const Node& nd);
 
@@ -71,6 +86,8 @@ class Tape {
   ParamStore& buffers_;
   float eps_;
   bool record_ = false;
+  bool blocked_ = true;
+  std::vector<Layout> layouts_;
   std::vector<Tensor> vals_, grads_;
   std::vector<bool> needsGrad_;
   std::vector<Node> nodes_;

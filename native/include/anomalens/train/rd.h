@@ -73,6 +73,10 @@ class RdStudent {
   int64_t keptFloats() const;
   // The output shapes of the last recorded forward while its activations are kept; else empty.
   std::vector<Shape> outputShapes() const;
+  // Whether the decoder's activations stay in oneDNN's blocked layout (nChw16c, the default:
+  // no per-op reorders, oneDNN's fast batch norm) or run NCHW; the outputs are NCHW either way
+  // and agree to float rounding. Drops kept activations.
+  void setBlockedActivations(bool on);
 
  private:
   struct Impl;
