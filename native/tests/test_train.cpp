@@ -245,6 +245,35 @@ TEST(train_conv_and_batch_norm_on_the_blocked_layout_match_nchw) {
   }
 }
 
+// Batch norm and the residual add with their ReLU fused equal the op then reluForward, bit for bit.
+TEST(train_fused_relu_equals_the_op_then_relu) {
+  Rng rng(77);
+  const int64_t n = 2, c = 32, h = 3, w = 5, count = n * c * h * w;
+  const std::vector<float> x = rng.floats(static_cast<size_t>(count)), x2 = rng.floats(static_cast<size_t>(count)),
+                           gamma = rng.floats(static_cast<size_t>(c), 0.5f, 1.5f), beta = rng.floats(static_cast<size_t>(c)),
+                           rm = rng.floats(static_cast<size_t>(c)), rv = rng.floats(static_cast<size_t>(c), 0.5f, 2.f);
+  for (train::Layout layout : {train::Layout::Nchw, train::Layout::Blocked16}) {
+    std::vector<float> a(count), ar(count), f(count), m(c), v(c), m2(c), v2(c);
+    train::batchNormFrozenForward(n, c, h, w, x.data(), gamma.data(), beta.data(), rm.data(), rv.data(), 1e-5f, a.data(),
+                                  layout);
+    train::reluForward(count, a.data(), ar.data());
+    train::batchNormFrozenForward(n, c, h, w, x.data(), gamma.data(), beta.data(), rm.data(), rv.data(), 1e-5f, f.data(),
+                                  layout, true);
+    CHECK(f == ar);
+    train::batchNormTrainForward(n, c, h, w, x.data(), gamma.data(), beta.data(), 1e-5f, 0.1, a.data(), m.data(),
+                                 v.data(), nullptr, nullptr, layout);
+    train::reluForward(count, a.data(), ar.data());
+    train::batchNormTrainForward(n, c, h, w, x.data(), gamma.data(), beta.data(), 1e-5f, 0.1, f.data(), m2.data(),
+                                 v2.data(), nullptr, nullptr, layout, true);
+    CHECK(f == ar && m == m2 && v == v2);
+  }
+  std::vector<float> s(count), sr(count), fs(count);
+  train::addForward(count, x.data(), x2.data(), s.data());
+  train::reluForward(count, s.data(), sr.data());
+  train::addForward(count, x.data(), x2.data(), fs.data(), true);
+  CHECK(fs == sr);
+}
+
 // The whole trainable ResNet-18 (BN frozen and in training mode, everything trainable, so the
 // stem's NCHW -> blocked reorder is differentiated too) gives the same output and gradients with
 // its activations blocked as on NCHW.

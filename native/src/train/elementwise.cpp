@@ -80,12 +80,18 @@ void reluBackward(int64_t count, const float* y, const float* dy, float* dx) {
   });
 }
 
-void addForward(int64_t count, const float* a, const float* b, float* y) {
+void addForward(int64_t count, const float* a, const float* b, float* y, bool relu) {
   checkCount("addForward", count);
   applyThreads();
   guarded("addForward", [&] {
     dnnl::binary::desc d(algorithm::binary_add, flat(count), flat(count), flat(count));
-    dnnl::binary::primitive_desc pd(d, userScratchpad(), engine());
+    dnnl::primitive_attr attr = userScratchpad();
+    if (relu) {
+      dnnl::post_ops po;
+      po.append_eltwise(1.f, algorithm::eltwise_relu, 0.f, 0.f);
+      attr.set_post_ops(po);
+    }
+    dnnl::binary::primitive_desc pd(d, attr, engine());
     Call call;
     call.run(dnnl::binary(pd), {{DNNL_ARG_SRC_0, call.user(flat(count), a)},
                                 {DNNL_ARG_SRC_1, call.user(flat(count), b)},

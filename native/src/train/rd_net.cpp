@@ -56,13 +56,13 @@ struct RdStudent::Impl {
     const std::string& p = b.prefix;
     int o;
     if (bottleneck) {
-      o = t.relu(t.bn(t.conv(x, p + ".conv1", 1, 0), p + ".bn1", train));
+      o = t.bn(t.conv(x, p + ".conv1", 1, 0), p + ".bn1", train, true);
       int c2 = b.decoder && b.stride == 2 ? t.convTranspose(o, p + ".conv2", 2) : t.conv(o, p + ".conv2", b.stride, 1);
-      o = t.relu(t.bn(c2, p + ".bn2", train));
+      o = t.bn(c2, p + ".bn2", train, true);
       o = t.bn(t.conv(o, p + ".conv3", 1, 0), p + ".bn3", train);
     } else {
       int c1 = b.decoder && b.stride == 2 ? t.convTranspose(x, p + ".conv1", 2) : t.conv(x, p + ".conv1", b.stride, 1);
-      o = t.relu(t.bn(c1, p + ".bn1", train));
+      o = t.bn(c1, p + ".bn1", train, true);
       o = t.bn(t.conv(o, p + ".conv2", 1, 1), p + ".bn2", train);
     }
     int sc = x;
@@ -71,7 +71,7 @@ struct RdStudent::Impl {
       int c = b.decoder ? t.convTranspose(x, s + ".0", b.stride) : t.conv(x, s + ".0", b.stride, 0);
       sc = t.bn(c, s + ".1", train);
     }
-    return t.relu(t.add(o, sc));
+    return t.add(o, sc, true);
   }
 };
 
@@ -168,9 +168,9 @@ std::vector<Tensor> RdStudent::forward(const std::vector<const float*>& f, int64
   t.begin(record);
   int in[3];
   for (int i = 0; i < 3; ++i) in[i] = t.input(f[i], {n, tapChannels(i), h[i], w[i]});
-  int l1 = t.relu(t.bn(t.conv(in[0], "bn.conv1", 2, 1), "bn.bn1", bnTrain));
-  l1 = t.relu(t.bn(t.conv(l1, "bn.conv2", 2, 1), "bn.bn2", bnTrain));
-  int l2 = t.relu(t.bn(t.conv(in[1], "bn.conv3", 2, 1), "bn.bn3", bnTrain));
+  int l1 = t.bn(t.conv(in[0], "bn.conv1", 2, 1), "bn.bn1", bnTrain, true);
+  l1 = t.bn(t.conv(l1, "bn.conv2", 2, 1), "bn.bn2", bnTrain, true);
+  int l2 = t.bn(t.conv(in[1], "bn.conv3", 2, 1), "bn.bn3", bnTrain, true);
   int x = t.concat({l1, l2, in[2]});
   for (const auto& b : m.bnBlocks) x = m.block(x, b, bnTrain);
   int feat[3];

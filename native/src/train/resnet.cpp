@@ -42,6 +42,7 @@ struct Node {
   Conv2dShape cs;
   const BnDef* bn = nullptr;
   bool bnTrain = false;
+  bool relu = false;  // BN or add with ReLU fused on its output
   Tensor saveMean, saveVar;
   Layout layout = Layout::Nchw;              // BN's data; a reorder's output
   Layout from = Layout::Nchw;                // a reorder's input
@@ -90,8 +91,8 @@ struct TrainableResnet::Impl {
   void dropUnneeded() {
     std::vector<bool> keep(vals.size(), false);
     for (const auto& nd : nodes) {
-      if (nd.kind == Kind::Relu) keep[nd.out] = true;
-      else if (nd.kind != Kind::Add && nd.kind != Kind::Reorder) keep[nd.in] = true;
+      if (nd.kind == Kind::Relu || nd.relu) keep[nd.out] = true;
+      if (nd.kind != Kind::Relu && nd.kind != Kind::Add && nd.kind != Kind::Reorder) keep[nd.in] = true;
     }
     for (size_t i = 0; i < vals.size(); ++i)
       if (!keep[i]) vals[i] = Tensor();
@@ -144,7 +145,8 @@ struct TrainableResnet::Impl {
     return result(std::move(y), std::move(node), grad(x) || !params->at(d.weight).frozen(), s.dst);
   }
 
-  V bn(V& x, const BnDef& d, bool train) {
+  // relu: max(bn(x), 0) in the same pass (the ReLU's backward reads the output, kept).
+  V bn(V& x, const BnDef& d, bool train, bool relu = false) {
     Tensor y(x.t.shape());
     const float* gamma = params->at(d.gamma).value();
     const float* beta = params->at(d.beta).value();
@@ -153,15 +155,17 @@ struct TrainableResnet::Impl {
     Node node{Kind::Bn};
     node.bn = &d;
     node.bnTrain = train;
+    node.relu = relu;
     node.layout = x.layout;
     const auto t0 = Clock::now();
     if (train) {
       node.saveMean = Tensor({x.c()});
       node.saveVar = Tensor({x.c()});
       batchNormTrainForward(x.n(), x.c(), x.h(), x.w(), x.t.data(), gamma, beta, eps, 0.1, y.data(),
-                            node.saveMean.data(), node.saveVar.data(), rm, rv, x.layout);
+                            node.saveMean.data(), node.saveVar.data(), rm, rv, x.layout, relu);
     } else {
-      batchNormFrozenForward(x.n(), x.c(), x.h(), x.w(), x.t.data(), gamma, beta, rm, rv, eps, y.data(), x.layout);
+      batchNormFrozenForward(x.n(), x.c(), x.h(), x.w(), x.t.data(), gamma, beta, rm, rv, eps, y.data(), x.layout,
+                             relu);
     }
     charge(where, Kind::Bn, "forward", t0);
     if (recording) node.in = onTape(x);
@@ -193,13 +197,15 @@ struct TrainableResnet::Impl {
     return result(std::move(y), std::move(node), grad(x), to);
   }
 
-  V add(V& a, V& bIn) {
+  // relu: max(a + b, 0) in the same pass (the ReLU's backward reads the output, kept).
+  V add(V& a, V& bIn, bool relu = false) {
     V b = toLayout(bIn, a.layout);
     Tensor y(a.t.shape());
     const auto t0 = Clock::now();
-    addForward(a.t.numel(), a.t.data(), b.t.data(), y.data());
+    addForward(a.t.numel(), a.t.data(), b.t.data(), y.data(), relu);
     charge(where, Kind::Add, "forward", t0);
     Node node{Kind::Add};
+    node.relu = relu;
     if (recording) node.in = onTape(a), node.in2 = onTape(b);
     return result(std::move(y), std::move(node), grad(a) || grad(b), a.layout);
   }
@@ -234,12 +240,10 @@ struct TrainableResnet::Impl {
   // v2 (pre-activation): p = relu(bns[0](x)); y = conv_0(p), then relu(bns[i](y)) before each
   // further conv_i; out = y + (proj(p) or x), no ReLU after (the raw residual stream).
   V blockV2(V& x, const resnet::BlockDef& b, bool train) {
-    V p = bn(x, b.bns[0], train);
-    p = relu(p);
+    V p = bn(x, b.bns[0], train, true);
     V y = conv(p, b.convs[0]);
     for (size_t i = 1; i < b.convs.size(); ++i) {
-      V t = bn(y, b.bns[i], train);
-      t = relu(t);
+      V t = bn(y, b.bns[i], train, true);
       y = conv(t, b.convs[i]);
     }
     V sc = x;
@@ -253,16 +257,14 @@ struct TrainableResnet::Impl {
     const size_t last = b.convs.size() - 1;
     for (size_t i = 0; i < b.convs.size(); ++i) {
       V c = conv(o, b.convs[i]);
-      o = bn(c, b.bns[i], train);
-      if (i < last) o = relu(o);
+      o = bn(c, b.bns[i], train, i < last);
     }
     V sc = x;
     if (b.hasProj) {
       V p = conv(x, b.proj);
       sc = bn(p, b.projBn, train);
     }
-    V s = add(o, sc);
-    return relu(s);
+    return add(o, sc, true);
   }
 
   // ---- backward ----
@@ -297,6 +299,11 @@ struct TrainableResnet::Impl {
         const float* mean = nd.bnTrain ? nd.saveMean.data() : buffers->at(nd.bn->mean).value();
         const float* var = nd.bnTrain ? nd.saveVar.data() : buffers->at(nd.bn->var).value();
         Tensor dx = wantDx ? Tensor(x.shape()) : Tensor();
+        if (nd.relu) {  // through the fused ReLU first, from its output
+          Tensor dz(g.shape());
+          reluBackward(g.numel(), vals[nd.out].data(), g.data(), dz.data());
+          g = std::move(dz);
+        }
         batchNormBackward(x.dim(0), x.dim(1), x.dim(2), x.dim(3), x.data(), gm.value(), mean, var, eps, !nd.bnTrain,
                           g.data(), wantDx ? dx.data() : nullptr, gm.frozen() ? nullptr : gm.grad(),
                           bt.frozen() ? nullptr : bt.grad(), nd.layout);
@@ -311,6 +318,11 @@ struct TrainableResnet::Impl {
         break;
       }
       case Kind::Add: {
+        if (nd.relu) {  // through the fused ReLU first, from its output
+          Tensor dz(g.shape());
+          reluBackward(g.numel(), vals[nd.out].data(), g.data(), dz.data());
+          g = std::move(dz);
+        }
         // The same gradient flows to both inputs; copy for the second so accumulation into
         // one does not alias the other.
         if (needsGrad[nd.in2]) {
@@ -436,8 +448,7 @@ Tensor TrainableResnet::forward(const float* x, int64_t n, int64_t c, int64_t h,
     m.recording = m.anyTrainable(stem);
     if (d.v2) cur = m.bn(cur, d.dataBn, bnTrain);
     V y = m.conv(cur, d.stemConv);
-    y = m.bn(y, d.stemBn, bnTrain);
-    y = m.relu(y);
+    y = m.bn(y, d.stemBn, bnTrain, true);
     cur = m.maxPool(y);
   }
   if (m.blocked && firstStage < m.stages && cur.c() % 16 == 0) {

@@ -82,7 +82,7 @@ int Tape::convTranspose(int x, const std::string& module, int64_t stride) {
   return push(std::move(y), std::move(nd), needsGrad_[x] || trainable(&w), s.dst);
 }
 
-int Tape::bn(int x, const std::string& module, bool train) {
+int Tape::bn(int x, const std::string& module, bool train, bool relu) {
   const Tensor& v = vals_.at(static_cast<size_t>(x));
   Param& gamma = params_.at(module + ".weight");
   Param& beta = params_.at(module + ".bias");
@@ -97,6 +97,7 @@ int Tape::bn(int x, const std::string& module, bool train) {
   nd.weight = &gamma;
   nd.beta = &beta;
   nd.bnTrain = train;
+  nd.relu = relu;
   nd.layout = layout(x);
   if (train) {
     require(v.dim(0) * v.dim(2) * v.dim(3) > 1,
@@ -105,10 +106,10 @@ int Tape::bn(int x, const std::string& module, bool train) {
     nd.saveMean = Tensor({v.dim(1)});
     nd.saveVar = Tensor({v.dim(1)});
     batchNormTrainForward(v.dim(0), v.dim(1), v.dim(2), v.dim(3), v.data(), gamma.value(), beta.value(), eps_, 0.1,
-                          y.data(), nd.saveMean.data(), nd.saveVar.data(), rm, rv, nd.layout);
+                          y.data(), nd.saveMean.data(), nd.saveVar.data(), rm, rv, nd.layout, relu);
   } else {
     batchNormFrozenForward(v.dim(0), v.dim(1), v.dim(2), v.dim(3), v.data(), gamma.value(), beta.value(), rm, rv,
-                           eps_, y.data(), nd.layout);
+                           eps_, y.data(), nd.layout, relu);
     nd.frozenMean = rm;
     nd.frozenVar = rv;
   }
@@ -140,16 +141,17 @@ int Tape::toLayout(int x, Layout to) {
 
 int Tape::plain(int x) { return toLayout(x, Layout::Nchw); }
 
-int Tape::add(int a, int bIn) {
+int Tape::add(int a, int bIn, bool relu) {
   const int b = toLayout(bIn, layout(a));
   const Tensor& va = vals_.at(static_cast<size_t>(a));
   const Tensor& vb = vals_.at(static_cast<size_t>(b));
   require(va.shape() == vb.shape(), "add: shapes " + shapeString(va.shape()) + " and " + shapeString(vb.shape()) +
                                         " differ");
   Tensor y(va.shape());
-  addForward(va.numel(), va.data(), vb.data(), y.data());
+  addForward(va.numel(), va.data(), vb.data(), y.data(), relu);
   Node nd;
   nd.kind = Kind::Add;
+  nd.relu = relu;
   nd.in = {a, b};
   return push(std::move(y), std::move(nd), needsGrad_[a] || needsGrad_[b], layout(a));
 }
@@ -186,8 +188,8 @@ void Tape::finish(const std::vector<int>& outputs) {
   std::vector<bool> keep(vals_.size(), false);
   for (int o : outputs) keep[static_cast<size_t>(o)] = true;
   for (const auto& nd : nodes_) {
-    if (nd.kind == Kind::Relu) keep[static_cast<size_t>(nd.out)] = true;
-    else if (nd.kind == Kind::Conv || nd.kind == Kind::ConvT || nd.kind == Kind::Bn) keep[static_cast<size_t>(nd.in[0])] = true;
+    if (nd.kind == Kind::Relu || nd.relu) keep[static_cast<size_t>(nd.out)] = true;
+    if (nd.kind == Kind::Conv || nd.kind == Kind::ConvT || nd.kind == Kind::Bn) keep[static_cast<size_t>(nd.in[0])] = true;
     // Add, concat and reorder keep nothing.
   }
   for (size_t i = 0; i < vals_.size(); ++i)
@@ -251,6 +253,11 @@ void Tape::backwardNode(const Node& nd) {
       const float* mean = nd.bnTrain ? nd.saveMean.data() : nd.frozenMean;
       const float* var = nd.bnTrain ? nd.saveVar.data() : nd.frozenVar;
       Tensor dx = wantDx ? Tensor(x.shape()) : Tensor();
+      if (nd.relu) {  // through the fused ReLU first, from its output
+        Tensor dz(g.shape());
+        reluBackward(g.numel(), vals_[static_cast<size_t>(nd.out)].data(), g.data(), dz.data());
+        g = std::move(dz);
+      }
       batchNormBackward(x.dim(0), x.dim(1), x.dim(2), x.dim(3), x.data(), nd.weight->value(), mean, var, eps_,
                         !nd.bnTrain, g.data(), wantDx ? dx.data() : nullptr,
                         trainable(nd.weight) ? nd.weight->grad() : nullptr,
@@ -273,6 +280,11 @@ void Tape::backwardNode(const Node& nd) {
       break;
     }
     case Kind::Add: {
+      if (nd.relu) {  // through the fused ReLU first, from its output
+        Tensor dz(g.shape());
+        reluBackward(g.numel(), vals_[static_cast<size_t>(nd.out)].data(), g.data(), dz.data());
+        g = std::move(dz);
+      }
       // The same gradient flows to both inputs: copy it for the second so that accumulating
       // into one does not alias the other.
       const int b = nd.in[1];

@@ -32,9 +32,11 @@ class Tape {
   int conv(int x, const std::string& module, int64_t stride, int64_t pad);
   // 2x2-style transposed convolution with PyTorch's [in, out, kh, kw] weight, no padding.
   int convTranspose(int x, const std::string& module, int64_t stride);
-  int bn(int x, const std::string& module, bool train);
+  // relu: max(bn(x), 0) in the same pass (its backward reads the output, kept).
+  int bn(int x, const std::string& module, bool train, bool relu = false);
   int relu(int x);
-  int add(int a, int b);
+  // relu: max(a + b, 0) in the same pass (its backward reads the output, kept).
+  int add(int a, int b, bool relu = false);
   int concat(const std::vector<int>& xs);
   // x in NCHW (x itself when it already is): a recorded reorder (its backward the inverse).
   int plain(int x);
@@ -67,6 +69,7 @@ class Tape {
     Conv2dShape cs;
     ConvTranspose2dShape ts;
     bool bnTrain = false;
+    bool relu = false;  // BN or add with ReLU fused on its output
     const float* frozenMean = nullptr;
     const float* frozenVar = nullptr;
     Tensor saveMean, saveVar;

@@ -83,12 +83,14 @@ void convTranspose2dBackward(const ConvTranspose2dShape& s, const float* x, cons
 // with the *unbiased* variance (times m / (m - 1), m = n*h*w) for runningVar. m must be > 1.
 void batchNormTrainForward(int64_t n, int64_t c, int64_t h, int64_t w, const float* x, const float* gamma,
                            const float* beta, float eps, double momentum, float* y, float* saveMean, float* saveVar,
-                           float* runningMean, float* runningVar, Layout layout = Layout::Nchw);
+                           float* runningMean, float* runningVar, Layout layout = Layout::Nchw, bool relu = false);
 // Frozen statistics (model.eval(), or a BN kept frozen while training): normalises with the
 // given mean/var [c]; nothing is updated.
 void batchNormFrozenForward(int64_t n, int64_t c, int64_t h, int64_t w, const float* x, const float* gamma,
                             const float* beta, const float* mean, const float* var, float eps, float* y,
-                            Layout layout = Layout::Nchw);
+                            Layout layout = Layout::Nchw, bool relu = false);
+// relu (either mode): y = max(bn(x), 0) in the same pass (oneDNN's fused ReLU). Its backward is
+// reluBackward from y, then batchNormBackward.
 // Backward of either mode. Training mode: mean/var are the saveMean/saveVar of the forward and
 // the gradient flows through the batch statistics; frozen (frozenStats = true): mean/var are
 // the frozen statistics, constants. Keeps: x, gamma, mean, var. dx: n*c*h*w, dgamma/dbeta: c
@@ -102,8 +104,9 @@ void reluForward(int64_t count, const float* x, float* y);
 // Keeps: y (the output; x is not needed). dx = dy where y > 0, else 0 (dx may be dy).
 void reluBackward(int64_t count, const float* y, const float* dy, float* dx);
 
-// y = a + b (a residual connection), count elements (y may alias a or b).
-void addForward(int64_t count, const float* a, const float* b, float* y);
+// y = a + b (a residual connection), count elements (y may alias a or b); relu: y = max(a + b, 0)
+// in the same pass (its backward is reluBackward from y, then addBackward).
+void addForward(int64_t count, const float* a, const float* b, float* y, bool relu = false);
 // Keeps nothing. da = dy, db = dy (either may be null).
 void addBackward(int64_t count, const float* dy, float* da, float* db);
 // dst += src, count elements: gradients of a tensor used twice (the shortcut of a block).
