@@ -245,6 +245,57 @@ TEST(train_conv_and_batch_norm_on_the_blocked_layout_match_nchw) {
   }
 }
 
+// A convolution given its weights as a parameter stores them in the layout its kernels read,
+// computes what the plain-pointer form computes, and every plain accessor gives the plain
+// values back; the optimiser steps on that storage equal steps on plain storage, bit for bit. A
+// layout that would need padding (40 output channels) leaves the parameter plain.
+TEST(train_conv_weights_stored_in_the_kernel_layout) {
+  Rng rng(78);
+  train::Conv2dShape s;
+  s.n = 2, s.c = 32, s.h = 7, s.w = 7, s.k = 48, s.kh = 3, s.kw = 3, s.padH = 1, s.padW = 1;
+  s.src = s.dst = train::Layout::Blocked16;
+  const std::vector<float> w0 = rng.floats(static_cast<size_t>(s.k * s.c * 9)),
+                           x = rng.floats(static_cast<size_t>(s.n * s.c * 49)),
+                           dy = rng.floats(static_cast<size_t>(s.n * s.k * 49));
+  train::ParamStore blocked, plain;
+  train::Param& pb = blocked.add("conv.weight", {s.k, s.c, 3, 3}, w0.data());
+  train::Param& pp = plain.add("conv.weight", {s.k, s.c, 3, 3}, w0.data());
+  train::SgdOptions o;
+  o.lr = 0.1, o.momentum = 0.9, o.weightDecay = 0.01;
+  for (int step = 0; step < 2; ++step) {
+    std::vector<float> y(dy.size()), yp(dy.size()), dx(x.size()), dxp(x.size());
+    train::conv2dForward(s, x.data(), pb, y.data());
+    CHECK(pb.storageLayout() != nullptr);
+    train::conv2dForward(s, x.data(), pp.value(), nullptr, yp.data());
+    CHECK(y == yp);
+    train::conv2dBackward(s, x.data(), pb, dy.data(), dx.data(), true);
+    train::conv2dBackward(s, x.data(), pp.value(), dy.data(), dxp.data(), pp.grad(), nullptr);
+    CHECK(dx == dxp);
+    CHECK(pb.storageLayout() != nullptr);  // the backward kept the storage
+    train::sgdStep(blocked, o);
+    train::sgdStep(plain, o);
+  }
+  // Plain accessors convert back: value, gradient and momentum equal the plain run's exactly.
+  const std::vector<float> v(pb.value(), pb.value() + pb.numel()), vp(pp.value(), pp.value() + pp.numel());
+  CHECK(pb.storageLayout() == nullptr);
+  CHECK(v == vp);
+  const std::vector<float> g(pb.gradData(), pb.gradData() + pb.numel()), gp(pp.gradData(), pp.gradData() + pp.numel());
+  CHECK(g == gp);
+  const Tensor* m = pb.state("momentum_buffer");
+  const Tensor* mp = pp.state("momentum_buffer");
+  CHECK(m && mp && std::equal(m->data(), m->data() + m->numel(), mp->data()));
+  // 40 output channels: oneDNN's blocked layout would pad them to 48; the weights stay plain.
+  train::Conv2dShape s3 = s;
+  s3.c = 3, s3.k = 40, s3.src = s3.dst = train::Layout::Nchw;
+  const std::vector<float> w3 = rng.floats(static_cast<size_t>(40 * 3 * 9)), x3 = rng.floats(static_cast<size_t>(s.n * 3 * 49));
+  train::Param& p3 = blocked.add("stem.weight", {40, 3, 3, 3}, w3.data());
+  std::vector<float> y3(static_cast<size_t>(s.n * 40 * 49));
+  train::conv2dForward(s3, x3.data(), p3, y3.data());
+  CHECK(p3.storageLayout() == nullptr);
+  // A parameter of the wrong shape is refused, naming it.
+  CHECK_THROWS_CODE(train::conv2dForward(s3, x3.data(), pb, y3.data()), ErrorCode::InvalidArgument);
+}
+
 // Batch norm and the residual add with their ReLU fused equal the op then reluForward, bit for bit.
 TEST(train_fused_relu_equals_the_op_then_relu) {
   Rng rng(77);

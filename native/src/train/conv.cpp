@@ -101,21 +101,92 @@ void Conv2dShape::check() const {
                                       " with padding " + std::to_string(padH) + ", " + std::to_string(padW));
 }
 
+namespace {
+
+// Where a call's weights and weight gradient live: the caller's plain buffers, or a parameter's
+// storage (params.h StorageLayout) in whatever layout it has.
+struct WeightsIo {
+  md desc;                   // of value and gradient
+  const float* value = nullptr;
+  float* grad = nullptr;     // null: not wanted
+};
+
+void checkParam(const char* op, const Param& w, int64_t a, int64_t b, int64_t kh, int64_t kw) {
+  require(w.shape() == Shape{a, b, kh, kw}, std::string(op) + ": parameter '" + w.name() + "' has shape " +
+                                                shapeString(w.shape()) + ", expected " +
+                                                shapeString(Shape{a, b, kh, kw}));
+}
+
+void convForwardRun(const dnnl::convolution_forward::primitive_desc& pd, const ConvMds& m, const float* x,
+                    const WeightsIo& w, const float* b, float* y) {
+  Call call;
+  std::unordered_map<int, dnnl::memory> args{
+      {DNNL_ARG_SRC, call.input(pd.src_desc(), call.user(m.x, x))},
+      {DNNL_ARG_WEIGHTS, call.input(pd.weights_desc(), call.user(w.desc, w.value))},
+      {DNNL_ARG_DST, call.output(pd.dst_desc(), call.user(m.y, y))},
+      {DNNL_ARG_SCRATCHPAD, call.scratchpad(pd.scratchpad_desc())}};
+  if (b) args[DNNL_ARG_BIAS] = call.user(m.b, b);
+  call.run(dnnl::convolution_forward(pd), args);
+  call.finish();
+}
+
+void convBackwardRun(const Conv2dShape& s, const ConvMds& m, const float* x, const WeightsIo& w, const float* dy,
+                     float* dx, float* db) {
+  auto fwd = convForwardPd(s, m, db != nullptr);
+  Call call;
+  if (dx) {
+    auto pd = cachedPd<dnnl::convolution_backward_data::primitive_desc>(convKey("bwd_data", s, db != nullptr), [&] {
+      dnnl::convolution_backward_data::desc d(algorithm::convolution_direct, m.xa, m.wa, m.ya, m.strides, m.padL,
+                                              m.padR);
+      return dnnl::convolution_backward_data::primitive_desc(d, userScratchpad(), engine(), fwd);
+    });
+    call.run(dnnl::convolution_backward_data(pd),
+             {{DNNL_ARG_DIFF_DST, call.input(pd.diff_dst_desc(), call.user(m.y, dy))},
+              {DNNL_ARG_WEIGHTS, call.input(pd.weights_desc(), call.user(w.desc, w.value))},
+              {DNNL_ARG_DIFF_SRC, call.output(pd.diff_src_desc(), call.user(m.x, dx))},
+              {DNNL_ARG_SCRATCHPAD, call.scratchpad(pd.scratchpad_desc())}});
+  }
+  if (w.grad || db) {
+    // oneDNN computes weights and bias gradients together; a bias gradient without the
+    // weights one still needs somewhere to put the weights gradient.
+    dnnl::memory dwMem = w.grad ? call.user(w.desc, w.grad) : dnnl::memory(m.w, engine());
+    auto pd = cachedPd<dnnl::convolution_backward_weights::primitive_desc>(
+        convKey("bwd_weights", s, db != nullptr), [&] {
+          dnnl::convolution_backward_weights::desc d(algorithm::convolution_direct, m.xa, m.wa, db ? m.b : md(),
+                                                     m.ya, m.strides, m.padL, m.padR);
+          return dnnl::convolution_backward_weights::primitive_desc(d, userScratchpad(), engine(), fwd);
+        });
+    std::unordered_map<int, dnnl::memory> args{
+        {DNNL_ARG_SRC, call.input(pd.src_desc(), call.user(m.x, x))},
+        {DNNL_ARG_DIFF_DST, call.input(pd.diff_dst_desc(), call.user(m.y, dy))},
+        {DNNL_ARG_DIFF_WEIGHTS, call.output(pd.diff_weights_desc(), dwMem)},
+        {DNNL_ARG_SCRATCHPAD, call.scratchpad(pd.scratchpad_desc())}};
+    if (db) args[DNNL_ARG_DIFF_BIAS] = call.output(pd.diff_bias_desc(), call.user(m.b, db));
+    call.run(dnnl::convolution_backward_weights(pd), args);
+  }
+  call.finish();
+}
+
+}  // namespace
+
 void conv2dForward(const Conv2dShape& s, const float* x, const float* w, const float* b, float* y) {
   s.check();
   applyThreads();
   guarded("conv2dForward", [&] {
     const ConvMds m = convMds(s);
-    auto pd = convForwardPd(s, m, b != nullptr);
-    Call call;
-    std::unordered_map<int, dnnl::memory> args{
-        {DNNL_ARG_SRC, call.input(pd.src_desc(), call.user(m.x, x))},
-        {DNNL_ARG_WEIGHTS, call.input(pd.weights_desc(), call.user(m.w, w))},
-        {DNNL_ARG_DST, call.output(pd.dst_desc(), call.user(m.y, y))},
-        {DNNL_ARG_SCRATCHPAD, call.scratchpad(pd.scratchpad_desc())}};
-    if (b) args[DNNL_ARG_BIAS] = call.user(m.b, b);
-    call.run(dnnl::convolution_forward(pd), args);
-    call.finish();
+    convForwardRun(convForwardPd(s, m, b != nullptr), m, x, {m.w, w, nullptr}, b, y);
+  });
+}
+
+void conv2dForward(const Conv2dShape& s, const float* x, Param& w, float* y) {
+  s.check();
+  checkParam("conv2dForward", w, s.k, s.c, s.kh, s.kw);
+  applyThreads();
+  guarded("conv2dForward", [&] {
+    const ConvMds m = convMds(s);
+    auto pd = convForwardPd(s, m, false);
+    adoptLayout(w, m.w, pd.weights_desc());
+    convForwardRun(pd, m, x, {storedMd(w, m.w), w.rawValue(), nullptr}, nullptr, y);
   });
 }
 
@@ -126,39 +197,18 @@ void conv2dBackward(const Conv2dShape& s, const float* x, const float* w, const 
   applyThreads();
   guarded("conv2dBackward", [&] {
     const ConvMds m = convMds(s);
-    auto fwd = convForwardPd(s, m, db != nullptr);
-    Call call;
-    if (dx) {
-      auto pd = cachedPd<dnnl::convolution_backward_data::primitive_desc>(convKey("bwd_data", s, db != nullptr), [&] {
-        dnnl::convolution_backward_data::desc d(algorithm::convolution_direct, m.xa, m.wa, m.ya, m.strides, m.padL,
-                                                m.padR);
-        return dnnl::convolution_backward_data::primitive_desc(d, userScratchpad(), engine(), fwd);
-      });
-      call.run(dnnl::convolution_backward_data(pd),
-               {{DNNL_ARG_DIFF_DST, call.input(pd.diff_dst_desc(), call.user(m.y, dy))},
-                {DNNL_ARG_WEIGHTS, call.input(pd.weights_desc(), call.user(m.w, w))},
-                {DNNL_ARG_DIFF_SRC, call.output(pd.diff_src_desc(), call.user(m.x, dx))},
-                {DNNL_ARG_SCRATCHPAD, call.scratchpad(pd.scratchpad_desc())}});
-    }
-    if (dw || db) {
-      // oneDNN computes weights and bias gradients together; a bias gradient without the
-      // weights one still needs somewhere to put the weights gradient.
-      dnnl::memory dwMem = dw ? call.user(m.w, dw) : dnnl::memory(m.w, engine());
-      auto pd = cachedPd<dnnl::convolution_backward_weights::primitive_desc>(
-          convKey("bwd_weights", s, db != nullptr), [&] {
-            dnnl::convolution_backward_weights::desc d(algorithm::convolution_direct, m.xa, m.wa, db ? m.b : md(),
-                                                       m.ya, m.strides, m.padL, m.padR);
-            return dnnl::convolution_backward_weights::primitive_desc(d, userScratchpad(), engine(), fwd);
-          });
-      std::unordered_map<int, dnnl::memory> args{
-          {DNNL_ARG_SRC, call.input(pd.src_desc(), call.user(m.x, x))},
-          {DNNL_ARG_DIFF_DST, call.input(pd.diff_dst_desc(), call.user(m.y, dy))},
-          {DNNL_ARG_DIFF_WEIGHTS, call.output(pd.diff_weights_desc(), dwMem)},
-          {DNNL_ARG_SCRATCHPAD, call.scratchpad(pd.scratchpad_desc())}};
-      if (db) args[DNNL_ARG_DIFF_BIAS] = call.output(pd.diff_bias_desc(), call.user(m.b, db));
-      call.run(dnnl::convolution_backward_weights(pd), args);
-    }
-    call.finish();
+    convBackwardRun(s, m, x, {m.w, w, dw}, dy, dx, db);
+  });
+}
+
+void conv2dBackward(const Conv2dShape& s, const float* x, Param& w, const float* dy, float* dx, bool wantDw) {
+  s.check();
+  checkParam("conv2dBackward", w, s.k, s.c, s.kh, s.kw);
+  if (!dx && !wantDw) return;
+  applyThreads();
+  guarded("conv2dBackward", [&] {
+    const ConvMds m = convMds(s);
+    convBackwardRun(s, m, x, {storedMd(w, m.w), w.rawValue(), wantDw ? w.rawGrad() : nullptr}, dy, dx, nullptr);
   });
 }
 
@@ -193,21 +243,77 @@ void ConvTranspose2dShape::check() const {
                                       std::to_string(padW) + " leaves an empty output");
 }
 
+namespace {
+
+void deconvForwardRun(const dnnl::deconvolution_forward::primitive_desc& pd, const ConvMds& m, const float* x,
+                      const WeightsIo& w, const float* b, float* y) {
+  Call call;
+  std::unordered_map<int, dnnl::memory> args{
+      {DNNL_ARG_SRC, call.input(pd.src_desc(), call.user(m.x, x))},
+      {DNNL_ARG_WEIGHTS, call.input(pd.weights_desc(), call.user(w.desc, w.value))},
+      {DNNL_ARG_DST, call.output(pd.dst_desc(), call.user(m.y, y))},
+      {DNNL_ARG_SCRATCHPAD, call.scratchpad(pd.scratchpad_desc())}};
+  if (b) args[DNNL_ARG_BIAS] = call.user(m.b, b);
+  call.run(dnnl::deconvolution_forward(pd), args);
+  call.finish();
+}
+
+void deconvBackwardRun(const ConvTranspose2dShape& s, const ConvMds& m, const float* x, const WeightsIo& w,
+                       const float* dy, float* dx, float* db) {
+  auto fwd = deconvForwardPd(s, m, db != nullptr);
+  Call call;
+  if (dx) {
+    auto pd = cachedPd<dnnl::deconvolution_backward_data::primitive_desc>(
+        convKey("deconv_bwd_data", s, db != nullptr), [&] {
+          dnnl::deconvolution_backward_data::desc d(algorithm::deconvolution_direct, m.xa, m.wa, m.ya, m.strides,
+                                                    m.padL, m.padR);
+          return dnnl::deconvolution_backward_data::primitive_desc(d, userScratchpad(), engine(), fwd);
+        });
+    call.run(dnnl::deconvolution_backward_data(pd),
+             {{DNNL_ARG_DIFF_DST, call.input(pd.diff_dst_desc(), call.user(m.y, dy))},
+              {DNNL_ARG_WEIGHTS, call.input(pd.weights_desc(), call.user(w.desc, w.value))},
+              {DNNL_ARG_DIFF_SRC, call.output(pd.diff_src_desc(), call.user(m.x, dx))},
+              {DNNL_ARG_SCRATCHPAD, call.scratchpad(pd.scratchpad_desc())}});
+  }
+  if (w.grad || db) {
+    dnnl::memory dwMem = w.grad ? call.user(w.desc, w.grad) : dnnl::memory(m.w, engine());
+    auto pd = cachedPd<dnnl::deconvolution_backward_weights::primitive_desc>(
+        convKey("deconv_bwd_weights", s, db != nullptr), [&] {
+          dnnl::deconvolution_backward_weights::desc d(algorithm::deconvolution_direct, m.xa, m.wa,
+                                                       db ? m.b : md(), m.ya, m.strides, m.padL, m.padR);
+          return dnnl::deconvolution_backward_weights::primitive_desc(d, userScratchpad(), engine(), fwd);
+        });
+    std::unordered_map<int, dnnl::memory> args{
+        {DNNL_ARG_SRC, call.input(pd.src_desc(), call.user(m.x, x))},
+        {DNNL_ARG_DIFF_DST, call.input(pd.diff_dst_desc(), call.user(m.y, dy))},
+        {DNNL_ARG_DIFF_WEIGHTS, call.output(pd.diff_weights_desc(), dwMem)},
+        {DNNL_ARG_SCRATCHPAD, call.scratchpad(pd.scratchpad_desc())}};
+    if (db) args[DNNL_ARG_DIFF_BIAS] = call.output(pd.diff_bias_desc(), call.user(m.b, db));
+    call.run(dnnl::deconvolution_backward_weights(pd), args);
+  }
+  call.finish();
+}
+
+}  // namespace
+
 void convTranspose2dForward(const ConvTranspose2dShape& s, const float* x, const float* w, const float* b, float* y) {
   s.check();
   applyThreads();
   guarded("convTranspose2dForward", [&] {
     const ConvMds m = deconvMds(s);
-    auto pd = deconvForwardPd(s, m, b != nullptr);
-    Call call;
-    std::unordered_map<int, dnnl::memory> args{
-        {DNNL_ARG_SRC, call.input(pd.src_desc(), call.user(m.x, x))},
-        {DNNL_ARG_WEIGHTS, call.input(pd.weights_desc(), call.user(m.w, w))},
-        {DNNL_ARG_DST, call.output(pd.dst_desc(), call.user(m.y, y))},
-        {DNNL_ARG_SCRATCHPAD, call.scratchpad(pd.scratchpad_desc())}};
-    if (b) args[DNNL_ARG_BIAS] = call.user(m.b, b);
-    call.run(dnnl::deconvolution_forward(pd), args);
-    call.finish();
+    deconvForwardRun(deconvForwardPd(s, m, b != nullptr), m, x, {m.w, w, nullptr}, b, y);
+  });
+}
+
+void convTranspose2dForward(const ConvTranspose2dShape& s, const float* x, Param& w, float* y) {
+  s.check();
+  checkParam("convTranspose2dForward", w, s.c, s.k, s.kh, s.kw);
+  applyThreads();
+  guarded("convTranspose2dForward", [&] {
+    const ConvMds m = deconvMds(s);
+    auto pd = deconvForwardPd(s, m, false);
+    adoptLayout(w, m.w, pd.weights_desc());
+    deconvForwardRun(pd, m, x, {storedMd(w, m.w), w.rawValue(), nullptr}, nullptr, y);
   });
 }
 
@@ -218,38 +324,19 @@ void convTranspose2dBackward(const ConvTranspose2dShape& s, const float* x, cons
   applyThreads();
   guarded("convTranspose2dBackward", [&] {
     const ConvMds m = deconvMds(s);
-    auto fwd = deconvForwardPd(s, m, db != nullptr);
-    Call call;
-    if (dx) {
-      auto pd = cachedPd<dnnl::deconvolution_backward_data::primitive_desc>(
-          convKey("deconv_bwd_data", s, db != nullptr), [&] {
-            dnnl::deconvolution_backward_data::desc d(algorithm::deconvolution_direct, m.xa, m.wa, m.ya, m.strides,
-                                                      m.padL, m.padR);
-            return dnnl::deconvolution_backward_data::primitive_desc(d, userScratchpad(), engine(), fwd);
-          });
-      call.run(dnnl::deconvolution_backward_data(pd),
-               {{DNNL_ARG_DIFF_DST, call.input(pd.diff_dst_desc(), call.user(m.y, dy))},
-                {DNNL_ARG_WEIGHTS, call.input(pd.weights_desc(), call.user(m.w, w))},
-                {DNNL_ARG_DIFF_SRC, call.output(pd.diff_src_desc(), call.user(m.x, dx))},
-                {DNNL_ARG_SCRATCHPAD, call.scratchpad(pd.scratchpad_desc())}});
-    }
-    if (dw || db) {
-      dnnl::memory dwMem = dw ? call.user(m.w, dw) : dnnl::memory(m.w, engine());
-      auto pd = cachedPd<dnnl::deconvolution_backward_weights::primitive_desc>(
-          convKey("deconv_bwd_weights", s, db != nullptr), [&] {
-            dnnl::deconvolution_backward_weights::desc d(algorithm::deconvolution_direct, m.xa, m.wa,
-                                                         db ? m.b : md(), m.ya, m.strides, m.padL, m.padR);
-            return dnnl::deconvolution_backward_weights::primitive_desc(d, userScratchpad(), engine(), fwd);
-          });
-      std::unordered_map<int, dnnl::memory> args{
-          {DNNL_ARG_SRC, call.input(pd.src_desc(), call.user(m.x, x))},
-          {DNNL_ARG_DIFF_DST, call.input(pd.diff_dst_desc(), call.user(m.y, dy))},
-          {DNNL_ARG_DIFF_WEIGHTS, call.output(pd.diff_weights_desc(), dwMem)},
-          {DNNL_ARG_SCRATCHPAD, call.scratchpad(pd.scratchpad_desc())}};
-      if (db) args[DNNL_ARG_DIFF_BIAS] = call.output(pd.diff_bias_desc(), call.user(m.b, db));
-      call.run(dnnl::deconvolution_backward_weights(pd), args);
-    }
-    call.finish();
+    deconvBackwardRun(s, m, x, {m.w, w, dw}, dy, dx, db);
+  });
+}
+
+void convTranspose2dBackward(const ConvTranspose2dShape& s, const float* x, Param& w, const float* dy, float* dx,
+                             bool wantDw) {
+  s.check();
+  checkParam("convTranspose2dBackward", w, s.c, s.k, s.kh, s.kw);
+  if (!dx && !wantDw) return;
+  applyThreads();
+  guarded("convTranspose2dBackward", [&] {
+    const ConvMds m = deconvMds(s);
+    deconvBackwardRun(s, m, x, {storedMd(w, m.w), w.rawValue(), wantDw ? w.rawGrad() : nullptr}, dy, dx, nullptr);
   });
 }
 

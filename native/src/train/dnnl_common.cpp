@@ -17,6 +17,31 @@ dnnl::memory::desc activationMd(const char* op, int64_t n, int64_t c, int64_t h,
   return dnnl::memory::desc({n, c, h, w}, dt::f32, layout == Layout::Blocked16 ? tag::nChw16c : tag::nchw);
 }
 
+namespace {
+
+void reorderBuffers(const dnnl::memory::desc& from, const float* src, const dnnl::memory::desc& to, float* dst) {
+  dnnl::stream stream(engine());
+  dnnl::memory a(from, engine(), const_cast<float*>(src)), b(to, engine(), dst);
+  dnnl::reorder(a, b).execute(stream, a, b);
+  stream.wait();
+}
+
+}  // namespace
+
+void DnnlLayout::toPlain(const float* stored, float* plain) const { reorderBuffers(stored_, stored, plain_, plain); }
+void DnnlLayout::fromPlain(const float* plain, float* stored) const { reorderBuffers(plain_, plain, stored_, stored); }
+
+dnnl::memory::desc storedMd(const Param& p, const dnnl::memory::desc& plain) {
+  const auto* l = dynamic_cast<const DnnlLayout*>(p.storageLayout().get());
+  return l ? l->stored() : plain;
+}
+
+void adoptLayout(Param& p, const dnnl::memory::desc& plain, const dnnl::memory::desc& want) {
+  if (p.storageLayout() || want == plain) return;
+  if (want.get_size() != static_cast<size_t>(p.numel()) * sizeof(float)) return;  // padded: stays plain
+  p.setStorageLayout(std::make_shared<DnnlLayout>(plain, want));
+}
+
 dnnl::primitive_attr userScratchpad() {
   dnnl::primitive_attr attr;
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);

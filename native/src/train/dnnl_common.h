@@ -12,6 +12,7 @@
 
 #include "anomalens/core/error.h"
 #include "anomalens/train/ops.h"
+#include "anomalens/train/params.h"
 
 namespace anomalens::train::detail {
 
@@ -26,6 +27,25 @@ dnnl::engine& engine();
 dnnl::memory::desc activationMd(const char* op, int64_t n, int64_t c, int64_t h, int64_t w, Layout layout);
 // A layout's part of a memoisation key.
 inline const char* layoutKey(Layout l) { return l == Layout::Blocked16 ? "b16" : "nchw"; }
+
+// A weight parameter's storage in a oneDNN layout (params.h StorageLayout).
+class DnnlLayout final : public StorageLayout {
+ public:
+  DnnlLayout(const dnnl::memory::desc& plain, const dnnl::memory::desc& stored) : plain_(plain), stored_(stored) {}
+  void toPlain(const float* stored, float* plain) const override;
+  void fromPlain(const float* plain, float* stored) const override;
+  const dnnl::memory::desc& stored() const { return stored_; }
+
+ private:
+  dnnl::memory::desc plain_, stored_;
+};
+
+// The descriptor of weight parameter p's storage: its layout's, or `plain` (its plain layout as
+// the op sees it: oihw, or iohw for transposed convolutions) when it is stored plain.
+dnnl::memory::desc storedMd(const Param& p, const dnnl::memory::desc& plain);
+// Switches p's storage to `want` (the layout a kernel reads) when p is stored plain and `want`
+// holds exactly numel() floats; otherwise leaves it (the op then reorders per call).
+void adoptLayout(Param& p, const dnnl::memory::desc& plain, const dnnl::memory::desc& want);
 
 // An attribute with the scratchpad owned by the caller.
 dnnl::primitive_attr userScratchpad();

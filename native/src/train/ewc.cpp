@@ -14,10 +14,11 @@ double addEwcPenalty(ParamStore& params, double lambda) {
   double total = 0;
   for (size_t i = 0; i < params.size(); ++i) {
     Param& p = params[i];
-    const Tensor* star = p.state("ewc_star");
-    const Tensor* fisher = p.state("ewc_fisher");
+    // Element-wise on the storage as it is (the anchors are states: stored alike).
+    const Tensor* star = p.rawState("ewc_star");
+    const Tensor* fisher = p.rawState("ewc_fisher");
     if (p.frozen() || !star || !fisher) continue;
-    total += ewcPenalty(p.numel(), p.value(), star->data(), fisher->data(), lambda, p.grad());
+    total += ewcPenalty(p.numel(), p.rawValue(), star->data(), fisher->data(), lambda, p.rawGrad());
   }
   return total;
 }

@@ -111,11 +111,12 @@ void sgdStep(ParamStore& params, const SgdOptions& o) {
   for (size_t i = 0; i < params.size(); ++i) {
     Param& p = params[i];
     if (!updatable(p)) continue;
+    // Element-wise: on the storage as it is (params.h StorageLayout).
     const int64_t n = p.numel();
-    float* v = p.value();
-    const float* g = p.gradData();
+    float* v = p.rawValue();
+    const float* g = p.rawGradData();
     const bool first = !p.hasState("momentum_buffer");
-    float* buf = o.momentum != 0 ? p.stateOrZeros("momentum_buffer").data() : nullptr;
+    float* buf = o.momentum != 0 ? p.rawStateOrZeros("momentum_buffer").data() : nullptr;
     const SgdConsts k{wd, mom, keep, negLr, o.weightDecay != 0, first, o.nesterov};
     if (hasFma())
       sgdKernelFma(n, v, g, buf, k);
@@ -142,12 +143,12 @@ void adamStep(ParamStore& params, const AdamOptions& o) {
     const double bc1 = 1 - std::pow(o.beta1, p.step), bc2 = 1 - std::pow(o.beta2, p.step);
     const AdamConsts k{wd, b1, b2, a1, a2, eps, static_cast<float>(-(o.lr / bc1)),
                        static_cast<float>(std::sqrt(bc2)), o.weightDecay != 0};
-    float* m = p.stateOrZeros("exp_avg").data();
-    float* sq = p.stateOrZeros("exp_avg_sq").data();
+    float* m = p.rawStateOrZeros("exp_avg").data();
+    float* sq = p.rawStateOrZeros("exp_avg_sq").data();
     if (hasFma())
-      adamKernelFma(p.numel(), p.value(), p.gradData(), m, sq, k);
+      adamKernelFma(p.numel(), p.rawValue(), p.rawGradData(), m, sq, k);
     else
-      adamKernel(p.numel(), p.value(), p.gradData(), m, sq, k);
+      adamKernel(p.numel(), p.rawValue(), p.rawGradData(), m, sq, k);
   }
 }
 
@@ -172,7 +173,7 @@ double clipGradNorm(ParamStore& params, double maxNorm) {
     if (!updatable(p)) continue;
     live.push_back(i);
     for (int64_t at = 0; at < p.numel(); at += kChunk)
-      chunks.push_back({p.gradData() + at, std::min(kChunk, p.numel() - at), i});
+      chunks.push_back({p.rawGradData() + at, std::min(kChunk, p.numel() - at), i});
   }
   std::vector<double> partial(chunks.size());
   const int64_t nChunks = static_cast<int64_t>(chunks.size());
@@ -190,7 +191,7 @@ double clipGradNorm(ParamStore& params, double maxNorm) {
   float coef = static_cast<float>(maxNorm) / (total + 1e-6f);
   if (coef > 1.f) coef = 1.f;
   for (size_t i : live) {
-    float* g = params[i].grad();
+    float* g = params[i].rawGrad();
     const int64_t n = params[i].numel();
 #pragma omp parallel for schedule(static)
     for (int64_t j = 0; j < n; ++j) g[j] *= coef;

@@ -13,6 +13,11 @@ Param::Param(std::string name, Shape shape, const float* value)
 }
 
 float* Param::grad() {
+  plain();
+  return rawGrad();
+}
+
+float* Param::rawGrad() {
   hasGrad_ = true;
   return grad_.data();
 }
@@ -20,14 +25,42 @@ float* Param::grad() {
 void Param::zeroGrad() { std::fill(grad_.data(), grad_.data() + grad_.numel(), 0.f); }
 
 const Tensor* Param::state(const std::string& key) const {
+  plain();
+  return rawState(key);
+}
+
+const Tensor* Param::rawState(const std::string& key) const {
   auto it = state_.find(key);
   return it == state_.end() ? nullptr : &it->second;
 }
 
 Tensor& Param::stateOrZeros(const std::string& key) {
+  plain();
+  return rawStateOrZeros(key);
+}
+
+Tensor& Param::rawStateOrZeros(const std::string& key) {
   auto it = state_.find(key);
   if (it == state_.end()) it = state_.emplace(key, Tensor::zeros(value_.shape())).first;
   return it->second;
+}
+
+void Param::setStorageLayout(std::shared_ptr<const StorageLayout> layout) {
+  if (layout == layout_) return;
+  auto convert = [&](Tensor& t) {
+    Tensor plainT(t.shape()), out(t.shape());
+    const float* src = t.data();
+    if (layout_) layout_->toPlain(t.data(), plainT.data()), src = plainT.data();
+    if (layout)
+      layout->fromPlain(src, out.data());
+    else
+      std::memcpy(out.data(), src, static_cast<size_t>(t.numel()) * sizeof(float));
+    t = std::move(out);
+  };
+  convert(value_);
+  convert(grad_);
+  for (auto& [k, t] : state_) convert(t);
+  layout_ = std::move(layout);
 }
 
 void Param::setState(const std::string& key, const float* data) {

@@ -136,7 +136,7 @@ struct TrainableResnet::Impl {
                                 std::to_string(x.c()));
     Tensor y({s.n, s.k, s.oh(), s.ow()});
     const auto t0 = Clock::now();
-    conv2dForward(s, x.t.data(), params->at(d.weight).value(), nullptr, y.data());
+    conv2dForward(s, x.t.data(), params->at(d.weight), y.data());
     charge(where, Kind::Conv, "forward", t0);
     Node node{Kind::Conv};
     node.conv = &d;
@@ -288,8 +288,7 @@ struct TrainableResnet::Impl {
       case Kind::Conv: {
         Param& w = params->at(nd.conv->weight);
         Tensor dx = wantDx ? Tensor(x.shape()) : Tensor();
-        conv2dBackward(nd.cs, x.data(), w.value(), g.data(), wantDx ? dx.data() : nullptr,
-                       w.frozen() ? nullptr : w.grad(), nullptr);
+        conv2dBackward(nd.cs, x.data(), w, g.data(), wantDx ? dx.data() : nullptr, !w.frozen());
         if (wantDx) addGrad(nd.in, std::move(dx));
         break;
       }

@@ -53,7 +53,7 @@ int Tape::conv(int x, const std::string& module, int64_t stride, int64_t pad) {
   s.src = layout(x);
   s.dst = outLayout(s.k);
   Tensor y({s.n, s.k, s.oh(), s.ow()});
-  conv2dForward(s, v.data(), w.value(), nullptr, y.data());
+  conv2dForward(s, v.data(), w, y.data());
   Node nd;
   nd.kind = Kind::Conv;
   nd.in = {x};
@@ -73,7 +73,7 @@ int Tape::convTranspose(int x, const std::string& module, int64_t stride) {
   s.src = layout(x);
   s.dst = outLayout(s.k);
   Tensor y({s.n, s.k, s.oh(), s.ow()});
-  convTranspose2dForward(s, v.data(), w.value(), nullptr, y.data());
+  convTranspose2dForward(s, v.data(), w, y.data());
   Node nd;
   nd.kind = Kind::ConvT;
   nd.in = {x};
@@ -237,15 +237,14 @@ void Tape::backwardNode(const Node& nd) {
   switch (nd.kind) {
     case Kind::Conv: {
       Tensor dx = wantDx ? Tensor(x.shape()) : Tensor();
-      conv2dBackward(nd.cs, x.data(), nd.weight->value(), g.data(), wantDx ? dx.data() : nullptr,
-                     trainable(nd.weight) ? nd.weight->grad() : nullptr, nullptr);
+      conv2dBackward(nd.cs, x.data(), *nd.weight, g.data(), wantDx ? dx.data() : nullptr, trainable(nd.weight));
       if (wantDx) addGrad(in, std::move(dx));
       break;
     }
     case Kind::ConvT: {
       Tensor dx = wantDx ? Tensor(x.shape()) : Tensor();
-      convTranspose2dBackward(nd.ts, x.data(), nd.weight->value(), g.data(), wantDx ? dx.data() : nullptr,
-                              trainable(nd.weight) ? nd.weight->grad() : nullptr, nullptr);
+      convTranspose2dBackward(nd.ts, x.data(), *nd.weight, g.data(), wantDx ? dx.data() : nullptr,
+                              trainable(nd.weight));
       if (wantDx) addGrad(in, std::move(dx));
       break;
     }

@@ -16,6 +16,8 @@
 #pragma once
 #include <cstdint>
 
+#include "anomalens/train/params.h"
+
 namespace anomalens::train {
 
 // The memory layout of an activation [n, c, h, w]. Nchw: plain, the default of every op.
@@ -51,6 +53,12 @@ void conv2dForward(const Conv2dShape& s, const float* x, const float* w, const f
 // Keeps: x and w. dx: n*c*h*w, dw: k*c*kh*kw, db: k (each may be null).
 void conv2dBackward(const Conv2dShape& s, const float* x, const float* w, const float* dy, float* dx, float* dw,
                     float* db);
+// The same with the weights a parameter [k, c, kh, kw] (params.h), no bias: the convolution
+// keeps the parameter stored in the layout its kernels read (no reorder of the weights per call;
+// its optimiser steps run on that storage) and writes dw into the parameter's gradient
+// (wantDw). The network classes use these.
+void conv2dForward(const Conv2dShape& s, const float* x, Param& w, float* y);
+void conv2dBackward(const Conv2dShape& s, const float* x, Param& w, const float* dy, float* dx, bool wantDw);
 
 // A 2-D transposed convolution as torch.nn.ConvTranspose2d(c, k, (kh, kw), stride, padding,
 // bias) with PyTorch's weight layout [c (in), k (out), kh, kw]. Output [n, k, oh, ow] with
@@ -73,6 +81,10 @@ void convTranspose2dForward(const ConvTranspose2dShape& s, const float* x, const
 // Keeps: x and w. dx: n*c*h*w, dw: c*k*kh*kw, db: k (each may be null).
 void convTranspose2dBackward(const ConvTranspose2dShape& s, const float* x, const float* w, const float* dy,
                              float* dx, float* dw, float* db);
+// With the weights a parameter [c, k, kh, kw], as conv2dForward / conv2dBackward's Param forms.
+void convTranspose2dForward(const ConvTranspose2dShape& s, const float* x, Param& w, float* y);
+void convTranspose2dBackward(const ConvTranspose2dShape& s, const float* x, Param& w, const float* dy, float* dx,
+                             bool wantDw);
 
 // Batch normalisation over [n, c, h, w] with affine gamma/beta [c], as torch.nn.BatchNorm2d.
 //

@@ -21,18 +21,40 @@
 
 namespace anomalens::train {
 
+// How a parameter's value, gradient and states are stored. Plain (no layout): the shape's
+// row-major order, which every accessor of Param gives. A convolution may switch a weight's
+// storage to the blocked layout its oneDNN kernels read (ops.h, the Param overloads), so that
+// its forward, its backward and the optimiser step (element-wise) run without reordering the
+// weights at each call; a plain accessor switches the storage back (one reorder), the raw ones
+// do not. A layout holds exactly numel() floats (no padding).
+class StorageLayout {
+ public:
+  virtual ~StorageLayout() = default;
+  virtual void toPlain(const float* stored, float* plain) const = 0;
+  virtual void fromPlain(const float* plain, float* stored) const = 0;
+};
+
 class Param {
  public:
   Param(std::string name, Shape shape, const float* value);
   const std::string& name() const { return name_; }
   const Shape& shape() const { return value_.shape(); }
   int64_t numel() const { return value_.numel(); }
-  float* value() { return value_.data(); }
-  const float* value() const { return value_.data(); }
+  float* value() {
+    plain();
+    return value_.data();
+  }
+  const float* value() const {
+    plain();
+    return value_.data();
+  }
   // The gradient buffer (zeros until a backward writes it). Marks the parameter as having a
   // gradient: torch's optimisers skip a parameter whose .grad is None.
   float* grad();
-  const float* gradData() const { return grad_.data(); }
+  const float* gradData() const {
+    plain();
+    return grad_.data();
+  }
   bool hasGrad() const { return hasGrad_; }
   bool frozen() const { return frozen_; }
   void setFrozen(bool f) { frozen_ = f; }
@@ -47,11 +69,28 @@ class Param {
   // Adam's step count (torch keeps it per parameter as state['step']).
   double step = 0;
 
+  // The storage as it is (in storageLayout(); every tensor of the parameter shares it), for
+  // element-wise code (optimisers, clipping, EWC) and the convolutions. rawGrad() marks the
+  // parameter as having a gradient, as grad() does; new states start at zero in any layout.
+  float* rawValue() { return value_.data(); }
+  float* rawGrad();
+  const float* rawGradData() const { return grad_.data(); }
+  const Tensor* rawState(const std::string& key) const;
+  Tensor& rawStateOrZeros(const std::string& key);
+  // Null: plain.
+  const std::shared_ptr<const StorageLayout>& storageLayout() const { return layout_; }
+  // Converts the value, the gradient and every state to `layout` (null: plain).
+  void setStorageLayout(std::shared_ptr<const StorageLayout> layout);
+
  private:
+  void plain() const {
+    if (layout_) const_cast<Param*>(this)->setStorageLayout(nullptr);
+  }
   std::string name_;
   Tensor value_, grad_;
   bool hasGrad_ = false, frozen_ = false;
   std::map<std::string, Tensor> state_;
+  std::shared_ptr<const StorageLayout> layout_;
 };
 
 class ParamStore {
