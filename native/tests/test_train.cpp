@@ -153,6 +153,29 @@ std::vector<float> blockedByFormula(const std::vector<float>& plain, int64_t N, 
 
 std::vector<double> widen(const std::vector<float>& v) { return {v.begin(), v.end()}; }
 
+// Seeded values, the same into two networks' stores: weights in [-scale, scale], BN weights in
+// [0.5, 1.5], running means in [-0.1, 0.1], running variances in [0.5, 1.5].
+void fillAlike(Rng& rng, float scale, train::ParamStore& params, train::ParamStore& buffers,
+               train::ParamStore& params2, train::ParamStore& buffers2) {
+  auto endsWith = [](const std::string& s, const std::string& tail) {
+    return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+  };
+  for (const auto& name : params.names()) {
+    train::Param& p = params.at(name);
+    const bool bnWeight = p.shape().size() == 1 && endsWith(name, ".weight");
+    const std::vector<float> v = rng.floats(static_cast<size_t>(p.numel()), bnWeight ? 0.5f : -scale, bnWeight ? 1.5f : scale);
+    std::copy(v.begin(), v.end(), p.value());
+    std::copy(v.begin(), v.end(), params2.at(name).value());
+  }
+  for (const auto& name : buffers.names()) {
+    train::Param& b = buffers.at(name);
+    const bool var = endsWith(name, "running_var");
+    const std::vector<float> v = rng.floats(static_cast<size_t>(b.numel()), var ? 0.5f : -0.1f, var ? 1.5f : 0.1f);
+    std::copy(v.begin(), v.end(), b.value());
+    std::copy(v.begin(), v.end(), buffers2.at(name).value());
+  }
+}
+
 }  // namespace
 
 TEST(train_blocked_layout_round_trip_vs_index_formula) {
@@ -334,20 +357,7 @@ TEST(train_resnet_blocked_activations_match_nchw) {
     const int64_t n = 2, h = 40, w = 40;
     train::TrainableResnet plain("resnet18", "layer4"), blocked("resnet18", "layer4");
     plain.setBlockedActivations(false);
-    for (const auto& name : plain.params().names()) {
-      train::Param& p = plain.params().at(name);
-      const bool bnWeight = p.shape().size() == 1 && name.size() > 7 && name.substr(name.size() - 7) == ".weight";
-      const std::vector<float> v = rng.floats(static_cast<size_t>(p.numel()), bnWeight ? 0.5f : -0.2f, bnWeight ? 1.5f : 0.2f);
-      std::copy(v.begin(), v.end(), p.value());
-      std::copy(v.begin(), v.end(), blocked.params().at(name).value());
-    }
-    for (const auto& name : plain.buffers().names()) {
-      train::Param& b = plain.buffers().at(name);
-      const bool var = name.find("running_var") != std::string::npos;
-      const std::vector<float> v = rng.floats(static_cast<size_t>(b.numel()), var ? 0.5f : -0.1f, var ? 1.5f : 0.1f);
-      std::copy(v.begin(), v.end(), b.value());
-      std::copy(v.begin(), v.end(), blocked.buffers().at(name).value());
-    }
+    fillAlike(rng, 0.2f, plain.params(), plain.buffers(), blocked.params(), blocked.buffers());
     const std::vector<float> x = rng.floats(static_cast<size_t>(n * 3 * h * w));
     Tensor a = plain.forward(x.data(), n, 3, h, w, bnTrain), b = blocked.forward(x.data(), n, 3, h, w, bnTrain);
     CHECK(a.shape() == b.shape());
@@ -382,21 +392,7 @@ TEST(train_rd_student_blocked_activations_match_nchw) {
     Rng rng(76);
     train::RdStudent plain(train::RdConfig::forTeacher(arch)), blocked(train::RdConfig::forTeacher(arch));
     plain.setBlockedActivations(false);
-    for (const auto& name : plain.params().names()) {
-      train::Param& p = plain.params().at(name);
-      const bool bnWeight = p.shape().size() == 1 && name.substr(name.size() - 7) == ".weight";
-      const std::vector<float> v =
-          rng.floats(static_cast<size_t>(p.numel()), bnWeight ? 0.5f : -0.05f, bnWeight ? 1.5f : 0.05f);
-      std::copy(v.begin(), v.end(), p.value());
-      std::copy(v.begin(), v.end(), blocked.params().at(name).value());
-    }
-    for (const auto& name : plain.buffers().names()) {
-      train::Param& b = plain.buffers().at(name);
-      const bool var = name.find("running_var") != std::string::npos;
-      const std::vector<float> v = rng.floats(static_cast<size_t>(b.numel()), var ? 0.5f : -0.1f, var ? 1.5f : 0.1f);
-      std::copy(v.begin(), v.end(), b.value());
-      std::copy(v.begin(), v.end(), blocked.buffers().at(name).value());
-    }
+    fillAlike(rng, 0.05f, plain.params(), plain.buffers(), blocked.params(), blocked.buffers());
     const int64_t n = 2;
     const std::vector<int64_t> h = {16, 8, 4};
     std::vector<std::vector<float>> f;

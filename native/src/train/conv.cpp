@@ -117,8 +117,25 @@ void checkParam(const char* op, const Param& w, int64_t a, int64_t b, int64_t kh
                                                 shapeString(Shape{a, b, kh, kw}));
 }
 
-void convForwardRun(const dnnl::convolution_forward::primitive_desc& pd, const ConvMds& m, const float* x,
-                    const WeightsIo& w, const float* b, float* y) {
+// The primitives of a convolution and of its transpose: the same calls, other types.
+struct ConvPrims {
+  using Fwd = dnnl::convolution_forward;
+  using BwdData = dnnl::convolution_backward_data;
+  using BwdWeights = dnnl::convolution_backward_weights;
+  static constexpr algorithm alg = algorithm::convolution_direct;
+  static constexpr const char* key = "";
+};
+struct DeconvPrims {
+  using Fwd = dnnl::deconvolution_forward;
+  using BwdData = dnnl::deconvolution_backward_data;
+  using BwdWeights = dnnl::deconvolution_backward_weights;
+  static constexpr algorithm alg = algorithm::deconvolution_direct;
+  static constexpr const char* key = "deconv_";
+};
+
+template <class P>
+void forwardRun(const typename P::Fwd::primitive_desc& pd, const ConvMds& m, const float* x, const WeightsIo& w,
+                const float* b, float* y) {
   Call call;
   std::unordered_map<int, dnnl::memory> args{
       {DNNL_ARG_SRC, call.input(pd.src_desc(), call.user(m.x, x))},
@@ -126,21 +143,22 @@ void convForwardRun(const dnnl::convolution_forward::primitive_desc& pd, const C
       {DNNL_ARG_DST, call.output(pd.dst_desc(), call.user(m.y, y))},
       {DNNL_ARG_SCRATCHPAD, call.scratchpad(pd.scratchpad_desc())}};
   if (b) args[DNNL_ARG_BIAS] = call.user(m.b, b);
-  call.run(dnnl::convolution_forward(pd), args);
+  call.run(typename P::Fwd(pd), args);
   call.finish();
 }
 
-void convBackwardRun(const Conv2dShape& s, const ConvMds& m, const float* x, const WeightsIo& w, const float* dy,
-                     float* dx, float* db) {
-  auto fwd = convForwardPd(s, m, db != nullptr);
+// fwd: the forward's descriptor (the hint of the backward ones).
+template <class P, class Shape>
+void backwardRun(const Shape& s, const ConvMds& m, const typename P::Fwd::primitive_desc& fwd, const float* x,
+                 const WeightsIo& w, const float* dy, float* dx, float* db) {
   Call call;
   if (dx) {
-    auto pd = cachedPd<dnnl::convolution_backward_data::primitive_desc>(convKey("bwd_data", s, db != nullptr), [&] {
-      dnnl::convolution_backward_data::desc d(algorithm::convolution_direct, m.xa, m.wa, m.ya, m.strides, m.padL,
-                                              m.padR);
-      return dnnl::convolution_backward_data::primitive_desc(d, userScratchpad(), engine(), fwd);
-    });
-    call.run(dnnl::convolution_backward_data(pd),
+    auto pd = cachedPd<typename P::BwdData::primitive_desc>(
+        convKey((std::string(P::key) + "bwd_data").c_str(), s, db != nullptr), [&] {
+          typename P::BwdData::desc d(P::alg, m.xa, m.wa, m.ya, m.strides, m.padL, m.padR);
+          return typename P::BwdData::primitive_desc(d, userScratchpad(), engine(), fwd);
+        });
+    call.run(typename P::BwdData(pd),
              {{DNNL_ARG_DIFF_DST, call.input(pd.diff_dst_desc(), call.user(m.y, dy))},
               {DNNL_ARG_WEIGHTS, call.input(pd.weights_desc(), call.user(w.desc, w.value))},
               {DNNL_ARG_DIFF_SRC, call.output(pd.diff_src_desc(), call.user(m.x, dx))},
@@ -150,11 +168,10 @@ void convBackwardRun(const Conv2dShape& s, const ConvMds& m, const float* x, con
     // oneDNN computes weights and bias gradients together; a bias gradient without the
     // weights one still needs somewhere to put the weights gradient.
     dnnl::memory dwMem = w.grad ? call.user(w.desc, w.grad) : dnnl::memory(m.w, engine());
-    auto pd = cachedPd<dnnl::convolution_backward_weights::primitive_desc>(
-        convKey("bwd_weights", s, db != nullptr), [&] {
-          dnnl::convolution_backward_weights::desc d(algorithm::convolution_direct, m.xa, m.wa, db ? m.b : md(),
-                                                     m.ya, m.strides, m.padL, m.padR);
-          return dnnl::convolution_backward_weights::primitive_desc(d, userScratchpad(), engine(), fwd);
+    auto pd = cachedPd<typename P::BwdWeights::primitive_desc>(
+        convKey((std::string(P::key) + "bwd_weights").c_str(), s, db != nullptr), [&] {
+          typename P::BwdWeights::desc d(P::alg, m.xa, m.wa, db ? m.b : md(), m.ya, m.strides, m.padL, m.padR);
+          return typename P::BwdWeights::primitive_desc(d, userScratchpad(), engine(), fwd);
         });
     std::unordered_map<int, dnnl::memory> args{
         {DNNL_ARG_SRC, call.input(pd.src_desc(), call.user(m.x, x))},
@@ -162,7 +179,7 @@ void convBackwardRun(const Conv2dShape& s, const ConvMds& m, const float* x, con
         {DNNL_ARG_DIFF_WEIGHTS, call.output(pd.diff_weights_desc(), dwMem)},
         {DNNL_ARG_SCRATCHPAD, call.scratchpad(pd.scratchpad_desc())}};
     if (db) args[DNNL_ARG_DIFF_BIAS] = call.output(pd.diff_bias_desc(), call.user(m.b, db));
-    call.run(dnnl::convolution_backward_weights(pd), args);
+    call.run(typename P::BwdWeights(pd), args);
   }
   call.finish();
 }
@@ -174,7 +191,7 @@ void conv2dForward(const Conv2dShape& s, const float* x, const float* w, const f
   applyThreads();
   guarded("conv2dForward", [&] {
     const ConvMds m = convMds(s);
-    convForwardRun(convForwardPd(s, m, b != nullptr), m, x, {m.w, w, nullptr}, b, y);
+    forwardRun<ConvPrims>(convForwardPd(s, m, b != nullptr), m, x, {m.w, w, nullptr}, b, y);
   });
 }
 
@@ -186,7 +203,7 @@ void conv2dForward(const Conv2dShape& s, const float* x, Param& w, float* y) {
     const ConvMds m = convMds(s);
     auto pd = convForwardPd(s, m, false);
     adoptLayout(w, m.w, pd.weights_desc());
-    convForwardRun(pd, m, x, {storedMd(w, m.w), w.rawValue(), nullptr}, nullptr, y);
+    forwardRun<ConvPrims>(pd, m, x, {storedMd(w, m.w), w.rawValue(), nullptr}, nullptr, y);
   });
 }
 
@@ -197,7 +214,7 @@ void conv2dBackward(const Conv2dShape& s, const float* x, const float* w, const 
   applyThreads();
   guarded("conv2dBackward", [&] {
     const ConvMds m = convMds(s);
-    convBackwardRun(s, m, x, {m.w, w, dw}, dy, dx, db);
+    backwardRun<ConvPrims>(s, m, convForwardPd(s, m, db != nullptr), x, {m.w, w, dw}, dy, dx, db);
   });
 }
 
@@ -208,7 +225,8 @@ void conv2dBackward(const Conv2dShape& s, const float* x, Param& w, const float*
   applyThreads();
   guarded("conv2dBackward", [&] {
     const ConvMds m = convMds(s);
-    convBackwardRun(s, m, x, {storedMd(w, m.w), w.rawValue(), wantDw ? w.rawGrad() : nullptr}, dy, dx, nullptr);
+    backwardRun<ConvPrims>(s, m, convForwardPd(s, m, false), x,
+                           {storedMd(w, m.w), w.rawValue(), wantDw ? w.rawGrad() : nullptr}, dy, dx, nullptr);
   });
 }
 
@@ -243,65 +261,12 @@ void ConvTranspose2dShape::check() const {
                                       std::to_string(padW) + " leaves an empty output");
 }
 
-namespace {
-
-void deconvForwardRun(const dnnl::deconvolution_forward::primitive_desc& pd, const ConvMds& m, const float* x,
-                      const WeightsIo& w, const float* b, float* y) {
-  Call call;
-  std::unordered_map<int, dnnl::memory> args{
-      {DNNL_ARG_SRC, call.input(pd.src_desc(), call.user(m.x, x))},
-      {DNNL_ARG_WEIGHTS, call.input(pd.weights_desc(), call.user(w.desc, w.value))},
-      {DNNL_ARG_DST, call.output(pd.dst_desc(), call.user(m.y, y))},
-      {DNNL_ARG_SCRATCHPAD, call.scratchpad(pd.scratchpad_desc())}};
-  if (b) args[DNNL_ARG_BIAS] = call.user(m.b, b);
-  call.run(dnnl::deconvolution_forward(pd), args);
-  call.finish();
-}
-
-void deconvBackwardRun(const ConvTranspose2dShape& s, const ConvMds& m, const float* x, const WeightsIo& w,
-                       const float* dy, float* dx, float* db) {
-  auto fwd = deconvForwardPd(s, m, db != nullptr);
-  Call call;
-  if (dx) {
-    auto pd = cachedPd<dnnl::deconvolution_backward_data::primitive_desc>(
-        convKey("deconv_bwd_data", s, db != nullptr), [&] {
-          dnnl::deconvolution_backward_data::desc d(algorithm::deconvolution_direct, m.xa, m.wa, m.ya, m.strides,
-                                                    m.padL, m.padR);
-          return dnnl::deconvolution_backward_data::primitive_desc(d, userScratchpad(), engine(), fwd);
-        });
-    call.run(dnnl::deconvolution_backward_data(pd),
-             {{DNNL_ARG_DIFF_DST, call.input(pd.diff_dst_desc(), call.user(m.y, dy))},
-              {DNNL_ARG_WEIGHTS, call.input(pd.weights_desc(), call.user(w.desc, w.value))},
-              {DNNL_ARG_DIFF_SRC, call.output(pd.diff_src_desc(), call.user(m.x, dx))},
-              {DNNL_ARG_SCRATCHPAD, call.scratchpad(pd.scratchpad_desc())}});
-  }
-  if (w.grad || db) {
-    dnnl::memory dwMem = w.grad ? call.user(w.desc, w.grad) : dnnl::memory(m.w, engine());
-    auto pd = cachedPd<dnnl::deconvolution_backward_weights::primitive_desc>(
-        convKey("deconv_bwd_weights", s, db != nullptr), [&] {
-          dnnl::deconvolution_backward_weights::desc d(algorithm::deconvolution_direct, m.xa, m.wa,
-                                                       db ? m.b : md(), m.ya, m.strides, m.padL, m.padR);
-          return dnnl::deconvolution_backward_weights::primitive_desc(d, userScratchpad(), engine(), fwd);
-        });
-    std::unordered_map<int, dnnl::memory> args{
-        {DNNL_ARG_SRC, call.input(pd.src_desc(), call.user(m.x, x))},
-        {DNNL_ARG_DIFF_DST, call.input(pd.diff_dst_desc(), call.user(m.y, dy))},
-        {DNNL_ARG_DIFF_WEIGHTS, call.output(pd.diff_weights_desc(), dwMem)},
-        {DNNL_ARG_SCRATCHPAD, call.scratchpad(pd.scratchpad_desc())}};
-    if (db) args[DNNL_ARG_DIFF_BIAS] = call.output(pd.diff_bias_desc(), call.user(m.b, db));
-    call.run(dnnl::deconvolution_backward_weights(pd), args);
-  }
-  call.finish();
-}
-
-}  // namespace
-
 void convTranspose2dForward(const ConvTranspose2dShape& s, const float* x, const float* w, const float* b, float* y) {
   s.check();
   applyThreads();
   guarded("convTranspose2dForward", [&] {
     const ConvMds m = deconvMds(s);
-    deconvForwardRun(deconvForwardPd(s, m, b != nullptr), m, x, {m.w, w, nullptr}, b, y);
+    forwardRun<DeconvPrims>(deconvForwardPd(s, m, b != nullptr), m, x, {m.w, w, nullptr}, b, y);
   });
 }
 
@@ -313,7 +278,7 @@ void convTranspose2dForward(const ConvTranspose2dShape& s, const float* x, Param
     const ConvMds m = deconvMds(s);
     auto pd = deconvForwardPd(s, m, false);
     adoptLayout(w, m.w, pd.weights_desc());
-    deconvForwardRun(pd, m, x, {storedMd(w, m.w), w.rawValue(), nullptr}, nullptr, y);
+    forwardRun<DeconvPrims>(pd, m, x, {storedMd(w, m.w), w.rawValue(), nullptr}, nullptr, y);
   });
 }
 
@@ -324,7 +289,7 @@ void convTranspose2dBackward(const ConvTranspose2dShape& s, const float* x, cons
   applyThreads();
   guarded("convTranspose2dBackward", [&] {
     const ConvMds m = deconvMds(s);
-    deconvBackwardRun(s, m, x, {m.w, w, dw}, dy, dx, db);
+    backwardRun<DeconvPrims>(s, m, deconvForwardPd(s, m, db != nullptr), x, {m.w, w, dw}, dy, dx, db);
   });
 }
 
@@ -336,7 +301,8 @@ void convTranspose2dBackward(const ConvTranspose2dShape& s, const float* x, Para
   applyThreads();
   guarded("convTranspose2dBackward", [&] {
     const ConvMds m = deconvMds(s);
-    deconvBackwardRun(s, m, x, {storedMd(w, m.w), w.rawValue(), wantDw ? w.rawGrad() : nullptr}, dy, dx, nullptr);
+    backwardRun<DeconvPrims>(s, m, deconvForwardPd(s, m, false), x,
+                             {storedMd(w, m.w), w.rawValue(), wantDw ? w.rawGrad() : nullptr}, dy, dx, nullptr);
   });
 }
 

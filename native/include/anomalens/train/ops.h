@@ -1,8 +1,9 @@
 // Training ops of the native core: forward/backward pairs behind one signature, CPU through
 // oneDNN's forward-training and backward primitives.
 //
-// Conventions (as every inference op): float32, NCHW, contiguous; plain pointers + sizes;
-// the caller owns every output buffer; failures throw anomalens::Error. A backward takes the
+// Conventions (as every inference op): float32, NCHW, contiguous by default (convolutions and
+// batch norm also take oneDNN's blocked nChw16c, see Layout); plain pointers + sizes; the
+// caller owns every output buffer; failures throw anomalens::Error. A backward takes the
 // activations its forward kept (named in each comment) and the gradient of the output, and
 // writes the gradients of the inputs and parameters. A null output pointer means "not wanted"
 // (e.g. dx of the first layer, dw of a frozen layer): that gradient is not computed.
