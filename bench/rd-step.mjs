@@ -5,14 +5,16 @@
 // shapes (random teacher taps of a SIZE x SIZE image, batch 16), same thread count, interleaved
 // rounds in one run; per round one warm-up step then STEPS timed steps; figures are the best
 // round's mean. The teacher is not in the step on either side (its taps are computed once per
-// image: see lib/methods/reverse-distillation.ts). Results: '## Reverse Distillation' in bench/RESULTS.md.
-//   npx tsc -p tsconfig.json && node bench/rd-step.mjs [--kind resnet50_v2] [--size 128] [--batch 16] [--steps 3] [--rounds 2] [--threads 2]
+// image: see lib/methods/reverse-distillation.ts); its forward is timed apart after the rounds
+// (--teacher no skips it). Results: '## Reverse Distillation' in bench/RESULTS.md.
+//   npx tsc -p tsconfig.json && node bench/rd-step.mjs [--kind resnet50_v2] [--size 128] [--batch 16] [--steps 3] [--rounds 2] [--threads 2] [--teacher no]
 import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { setNumThreads, TrainRd } from '../dist/lib/index.js';
+import { Backbone, setNumThreads, TrainRd } from '../dist/lib/index.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const { values } = parseArgs({
@@ -23,6 +25,7 @@ const { values } = parseArgs({
     steps: { type: 'string', default: '3' },
     rounds: { type: 'string', default: '2' },
     threads: { type: 'string', default: '2' },
+    teacher: { type: 'string', default: 'yes' },
   },
 });
 const size = Number(values.size), batch = Number(values.batch), steps = Number(values.steps), rounds = Number(values.rounds), threads = Number(values.threads);
@@ -66,3 +69,26 @@ console.log('|---|---|---|---|---|');
 console.log(`| anomalens | ${ours.map((v) => v.toFixed(2)).join(' / ')} | ${best.toFixed(2)} | ${(batch / best).toFixed(2)} | ${(() => { const b = oursSplit[ours.indexOf(best)]; return `${b.forward.toFixed(2)} / ${b.loss.toFixed(3)} / ${b.backward.toFixed(2)} / ${b.adam.toFixed(3)}`; })()} |`);
 console.log(`| torch eager | ${peer.map((v) => v.step.toFixed(2)).join(' / ')} | ${bestPeer.step.toFixed(2)} | ${(batch / bestPeer.step).toFixed(2)} | ${bestPeer.forward.toFixed(2)} / ${bestPeer.loss.toFixed(3)} / ${bestPeer.backward.toFixed(2)} / ${bestPeer.adam.toFixed(3)} |`);
 console.log(`speed-up (best s / step, torch / anomalens): ${(bestPeer.step / best).toFixed(2)}x`);
+
+// The teacher's forward, the fourth part of the original's step: both fits here compute it once
+// per training image (lib/methods/reverse-distillation.ts), the original every step. Timed
+// apart: the ResNet-50 v2 teacher (stem + stages 1-3, ../shared/data's weights) on the same
+// batch, our Backbone against torch eager (bench/peers/rd_teacher_torch.py), best of 3.
+const teacherWeights = join(root, '..', 'shared', 'data', 'weights', 'resnet50v2-onnxzoo-stages1-3.safetensors');
+if (values.teacher !== 'no' && !existsSync(teacherWeights)) console.log(`teacher forward: skipped (${teacherWeights} is absent)`);
+else if (values.teacher !== 'no') {
+  const bb = await Backbone.load({ arch: 'resnet50_v2', weights: teacherWeights });
+  const input = { data: Float32Array.from({ length: batch * 3 * size * size }, () => Math.random()), shape: [batch, 3, size, size] };
+  const taps = ['stage1', 'stage2', 'stage3'];
+  await bb.extract(input, taps);
+  let teacher = Infinity;
+  for (let i = 0; i < 3; i++) {
+    const t0 = performance.now();
+    await bb.extract(input, taps);
+    teacher = Math.min(teacher, (performance.now() - t0) / 1000);
+  }
+  const out = execFileSync('/usr/bin/python3', [join(root, 'bench', 'peers', 'rd_teacher_torch.py'), teacherWeights, String(threads), String(size), String(batch), '3'],
+    { encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: String(threads) } });
+  const torchTeacher = JSON.parse(out.trim().split('\n').pop()).seconds;
+  console.log(`teacher forward (ResNet-50 v2 stem + stages 1-3, batch ${batch}, ${size} px; once per image in both fits): anomalens ${teacher.toFixed(3)} s, torch eager ${torchTeacher.toFixed(3)} s (${(torchTeacher / teacher).toFixed(2)}x)`);
+}
