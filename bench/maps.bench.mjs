@@ -18,27 +18,13 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Bench } from 'tinybench';
 import { cosineDistanceMap, gaussianBlur, l2DistanceMap, numThreads, resizeBilinear, setNumThreads } from '../dist/lib/index.js';
+import { hashed } from './seeded-weights.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const ROUNDS = Number(process.env.MAPS_BENCH_ROUNDS ?? 3);
 const SECONDS = Number(process.env.MAPS_BENCH_SECONDS ?? 1);
 const PEER_REPEATS = Number(process.env.MAPS_BENCH_PEER_REPEATS ?? 5);
 const THREADS = [1, 2];
-
-/** n values in [-1, 1) from a 32-bit hash of (seed, i). */
-function hashed(n, seed) {
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    let x = (i + Math.imul(seed, 0x9e3779b9)) >>> 0;
-    x ^= x >>> 16;
-    x = Math.imul(x, 0x7feb352d);
-    x ^= x >>> 15;
-    x = Math.imul(x, 0x846ca68b);
-    x ^= x >>> 16;
-    out[i] = (x >>> 0) / 2 ** 31 - 1;
-  }
-  return out;
-}
 
 const data = {
   c1: hashed(32 * 28 * 28, 1),

@@ -13,6 +13,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { aupro, imageAuroc, pixelAuroc, setNumThreads } from '../dist/lib/index.js';
+import { hash32 } from './seeded-weights.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..');
@@ -20,16 +21,6 @@ const H = 256;
 const W = 256;
 const SIZES = (process.env.METRICS_BENCH_SIZES ?? '100,1000').split(',').map(Number);
 const REPEATS = Number(process.env.METRICS_BENCH_REPEATS ?? 5);
-
-function hash32(seed, i) {
-  let x = (i + Math.imul(seed, 0x9e3779b9)) >>> 0;
-  x ^= x >>> 16;
-  x = Math.imul(x, 0x7feb352d);
-  x ^= x >>> 15;
-  x = Math.imul(x, 0x846ca68b);
-  x ^= x >>> 16;
-  return x >>> 0;
-}
 
 /** Box blur of radius r (clamped edges), src -> dst, both h * w. */
 function boxBlur(src, dst, tmp, h, w, r) {

@@ -68,17 +68,20 @@ export async function seededWeights(arch, lastStage, dir = join(here, '.peers', 
   return path;
 }
 
-/** n hashed values in [-scale, scale) from `seed` (the PANDA benches' seeded tensors). */
+/** A 32-bit hash of (seed, i), an unsigned integer (the benches' seeded data). */
+export function hash32(seed, i) {
+  let x = (i + Math.imul(seed, 0x9e3779b9)) >>> 0;
+  x ^= x >>> 16;
+  x = Math.imul(x, 0x7feb352d);
+  x ^= x >>> 15;
+  x = Math.imul(x, 0x846ca68b);
+  x ^= x >>> 16;
+  return x >>> 0;
+}
+
+/** n hashed values in [-scale, scale) from `seed` (the benches' seeded tensors). */
 export function hashed(n, seed, scale = 1) {
   const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    let x = (i + Math.imul(seed, 0x9e3779b9)) >>> 0;
-    x ^= x >>> 16;
-    x = Math.imul(x, 0x7feb352d);
-    x ^= x >>> 15;
-    x = Math.imul(x, 0x846ca68b);
-    x ^= x >>> 16;
-    out[i] = scale * ((x >>> 0) / 2 ** 31 - 1);
-  }
+  for (let i = 0; i < n; i++) out[i] = scale * (hash32(seed, i) / 2 ** 31 - 1);
   return out;
 }

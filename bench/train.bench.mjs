@@ -12,6 +12,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Bench } from 'tinybench';
 import { conv2dBackward, conv2dForward, setNumThreads } from '../dist/lib/index.js';
+import { hashed } from './seeded-weights.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const ROUNDS = Number(process.env.TRAIN_BENCH_ROUNDS ?? 3);
@@ -25,20 +26,6 @@ const shapes = {
   l3conv1x1: { label: `layer3 1x1 1024->256, [${N}, 1024, 14, 14]`, n: N, c: 1024, h: 14, w: 14, k: 256, kh: 1, kw: 1, stride: 1, padding: 0 },
   l4conv3x3: { label: `layer4 3x3 512->512, [${N}, 512, 7, 7]`, n: N, c: 512, h: 7, w: 7, k: 512, kh: 3, kw: 3, stride: 1, padding: 1 },
 };
-
-function hashed(n, seed) {
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    let x = (i + Math.imul(seed, 0x9e3779b9)) >>> 0;
-    x ^= x >>> 16;
-    x = Math.imul(x, 0x7feb352d);
-    x ^= x >>> 15;
-    x = Math.imul(x, 0x846ca68b);
-    x ^= x >>> 16;
-    out[i] = (x >>> 0) / 2 ** 31 - 1;
-  }
-  return out;
-}
 
 const data = {};
 for (const [name, s] of Object.entries(shapes)) {
