@@ -7,6 +7,8 @@
 export { native, loadedFrom } from './core/native.js';
 // core: temporary names of atomic writes and their sweep (the crash-safety tests)
 export { forgetSweeps, sweepStaleTemps, tempOwner, tempPath, writeFileAtomic } from './core/atomic.js';
+// core: the seeded generator of the shuffles and splits, for seeded test inputs
+export { mulberry32 } from './core/random.js';
 // io: the hf: spec steps of resolveWeights
 export { parseHfSpec, hfUrl, hfCachePath, defaultCacheDir } from './io/weights.js';
 export type { HfSpec } from './io/weights.js';

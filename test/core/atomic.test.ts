@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Detector, MemoryBank, readSafetensors } from '../../lib/index.js';
-import { forgetSweeps, restoreHalfSwapped, sweepStaleTemps, tempOwner, tempPath, writeFileAtomic } from '../../lib/internal.js';
+import { forgetSweeps, mulberry32, restoreHalfSwapped, sweepStaleTemps, tempOwner, tempPath, writeFileAtomic } from '../../lib/internal.js';
 import { writeSeededWeights } from '../helpers/seeded.js';
 import { runCli } from '../helpers/cli.js';
 import { tempDir } from '../helpers/tmp.js';
@@ -24,18 +24,6 @@ const tensors = (parity.archs.resnet18.tensors as [string, number[]][]).filter((
 const { dir, cleanup } = tempDir('anomalens-kill-');
 const weights = join(dir, 'r18.safetensors');
 const TEMP = /\.tmp-\d+-[0-9a-f]{8}$/;
-
-/** mulberry32: the kill delays of a run are reproducible from SEED. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** A pid that has just exited (and so owns nothing that runs). */
 function deadPid(): number {
@@ -85,7 +73,8 @@ interface Tally { trials: number; leftTemps: number; sawA: number; sawB: number 
  * temporary behind.
  */
 async function trials(kind: string, cfg: Record<string, unknown>, folder: string, refs: Record<string, [Buffer, Buffer]>, nextRun: () => Promise<void>): Promise<Tally> {
-  const random = rng(SEED ^ [...kind].reduce((h, c) => Math.imul(h ^ c.charCodeAt(0), 16777619), 2166136261));
+  // mulberry32: the kill delays of a run are reproducible from SEED.
+  const random = mulberry32(SEED ^ [...kind].reduce((h, c) => Math.imul(h ^ c.charCodeAt(0), 16777619), 2166136261));
   const expected = Object.keys(refs);
   const tally: Tally = { trials: 0, leftTemps: 0, sawA: 0, sawB: 0 };
   for (let t = 0; t < TRIALS; t++) {
@@ -205,7 +194,7 @@ describe(`SIGKILL during a save, ${TRIALS} trials each: the file is the old or t
   it('MemoryBank.save (the native writer)', async () => {
     const d = join(dir, 'bank');
     mkdirSync(d);
-    const random = rng(7);
+    const random = mulberry32(7);
     const files: string[] = [];
     for (const [i, rows] of [20000, 24000].entries()) {
       const bank = new MemoryBank(32);

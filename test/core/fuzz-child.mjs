@@ -10,19 +10,7 @@ import { pathToFileURL } from 'node:url';
 const [dist, json] = process.argv.slice(2);
 const cfg = JSON.parse(json);
 const lib = await import(pathToFileURL(join(dist, 'lib/index.js')).href);
-const { binariseMask } = await import(pathToFileURL(join(dist, 'lib/internal.js')).href);
-
-// ---- seeded randomness ----------------------------------------------------------------
-function rng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const { binariseMask, mulberry32 } = await import(pathToFileURL(join(dist, 'lib/internal.js')).href);
 
 // ---- XXH64, to re-seal mutated container headers so the parser behind the checksum is reached
 const M64 = (1n << 64n) - 1n;
@@ -147,7 +135,7 @@ const protoKeys = Object.getOwnPropertyNames(Object.prototype).length;
 const failures = [];
 const indices = cfg.only !== undefined ? [cfg.only] : Array.from({ length: cfg.count }, (_, i) => i);
 for (const i of indices) {
-  const r = rng(cfg.seed * 100003 + i);
+  const r = mulberry32(cfg.seed * 100003 + i);
   const how = names[int(r, names.length)];
   writeSync(progress, `${i} ${how}\n`);
   let bytes;

@@ -7,28 +7,16 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { AnomalensError } from '../../lib/core/errors.js';
 import { aupro, proCurve } from '../../lib/metrics/metrics.js';
 import type { GalleryEntry } from '../../lib/report/gallery.js';
-import { buildReportPage, downsampleCurve, escapeHtml, histogram, lineChart, truncateCurve } from '../../lib/internal.js';
+import { buildReportPage, downsampleCurve, escapeHtml, histogram, lineChart, mulberry32, truncateCurve } from '../../lib/internal.js';
 import { writeReport, type ReportInput } from '../../lib/report/write.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const { dir, cleanup } = tempDir('anomalens-report-unit-');
 afterAll(cleanup);
 
-/** A seeded uniform generator (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 describe('downsampleCurve', () => {
   it('keeps, per x column, the first, last, lowest and highest point, in order (slow twin), and covers every point', () => {
-    const r = rng(7);
+    const r = mulberry32(7);
     for (const [n, columns] of [[20_000, 640], [5000, 100], [20_001, 13]] as const) {
       // a monotone x (ROC-like steps with repeats) and a noisy y
       const x: number[] = [], y: number[] = [];
@@ -86,7 +74,7 @@ describe('downsampleCurve', () => {
 
 describe('histogram', () => {
   it('counts each score once, in the bin whose edges hold it (last bin closed), threshold inside the range', () => {
-    const r = rng(3);
+    const r = mulberry32(3);
     const scores = Array.from({ length: 997 }, () => r() * 10 - 2);
     const labels = scores.map((s) => (s + r() * 4 > 5 ? 1 : 0));
     const h = histogram(scores, labels, 23, 9.5);
@@ -109,7 +97,7 @@ describe('truncateCurve', () => {
   it('cuts at the limit with the last segment interpolated; the PRO area up to it is the AUPRO', async () => {
     expect(truncateCurve([0, 0.1, 0.2, 0.5, 1], [0, 0.5, 0.6, 0.9, 1], 0.3)).toEqual({ x: [0, 0.1, 0.2, 0.3], y: [0, 0.5, 0.6, 0.7] });
     expect(truncateCurve([0, 0.3, 1], [0, 0.4, 1], 0.3)).toEqual({ x: [0, 0.3], y: [0, 0.4] });
-    const r = rng(11);
+    const r = mulberry32(11);
     const maps = [], masks = [];
     for (let k = 0; k < 4; k++) {
       const h = 23, w = 17;
