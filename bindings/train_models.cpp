@@ -45,6 +45,18 @@ using Shared = TrainShared;
 
 std::shared_ptr<Shared> sharedOf(Napi::Value v);
 
+// torch.optim.SGD's options from arguments first .. first + 4: lr, momentum, dampening,
+// weightDecay, nesterov (checked by sgdStep itself).
+SgdOptions sgdOptions(const ArgReader& args, const Napi::CallbackInfo& info, int first) {
+  SgdOptions o;
+  o.lr = args.number(first, "lr");
+  o.momentum = args.number(first + 1, "momentum");
+  o.dampening = args.number(first + 2, "dampening");
+  o.weightDecay = args.number(first + 3, "weightDecay");
+  o.nesterov = info[first + 4].ToBoolean().Value();
+  return o;
+}
+
 class TrainParamsWrap : public Napi::ObjectWrap<TrainParamsWrap> {
  public:
   static Napi::Function define(Napi::Env env) {
@@ -214,13 +226,7 @@ class TrainParamsWrap : public Napi::ObjectWrap<TrainParamsWrap> {
     return w->start();
   }
   Napi::Value SgdStep(const Napi::CallbackInfo& info) {
-    ArgReader args(info, "");
-    SgdOptions o;
-    o.lr = args.number(0, "lr");
-    o.momentum = args.number(1, "momentum");
-    o.dampening = args.number(2, "dampening");
-    o.weightDecay = args.number(3, "weightDecay");
-    o.nesterov = info[4].ToBoolean().Value();
+    const SgdOptions o = sgdOptions(ArgReader(info, ""), info, 0);
     return runStep(info, "sgdStep", [o](ParamStore& s) {
       sgdStep(s, o);
       return 0.0;
@@ -283,6 +289,24 @@ class TrainResnetWrap : public Napi::ObjectWrap<TrainResnetWrap> {
     if (!shared_->busy.mayStart(true))
       throw makeError(env, "ERR_BUSY", "the network is in use by an operation in flight");
   }
+  // Holds the network (and the views of its stores) busy from queueing to settling; the first
+  // argument's memory (x, dOut) is pinned.
+  Napi::Value startHeld(TaskWorker* w, const Napi::CallbackInfo& info) {
+    w->hold(&shared_->busy, true, info.This(), shared_);
+    w->pin(info[0]);
+    return w->start();
+  }
+  // The batch [n, c, h, w] of arguments 0 (x) and 1 (shape).
+  struct Batch {
+    Shape d;
+    const float* x = nullptr;
+  };
+  static Batch batch(const ArgReader& args) {
+    Batch b;
+    b.d = trainSizes(args, 1, "shape", 4);
+    b.x = trainData(args, 0, "x", b.d[0] * b.d[1] * b.d[2] * b.d[3]);
+    return b;
+  }
   Napi::Value Taps(const Napi::CallbackInfo& info) { return stringsToJs(info.Env(), shared_->net->taps()); }
   Napi::Value TapShape(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
@@ -317,20 +341,16 @@ class TrainResnetWrap : public Napi::ObjectWrap<TrainResnetWrap> {
     Napi::Env env = info.Env();
     notBusy(env);
     return guard(env, [&] {
-      ArgReader args(info, "");
-      const Shape d = trainSizes(args, 1, "shape", 4);
-      const float* x = trainData(args, 0, "x", d[0] * d[1] * d[2] * d[3]);
+      const Batch b = batch(ArgReader(info, ""));
       const bool bnTrain = info[2].ToBoolean().Value();
       const std::string start = info[3].IsString() ? info[3].As<Napi::String>().Utf8Value() : "input";
       auto net = shared_->net;
       auto out = std::make_shared<Tensor>();
       auto* w = new TaskWorker(
           env, "resnetForward",
-          [=](FiniteCheck&) { *out = net->forward(x, d[0], d[1], d[2], d[3], bnTrain, start); },
+          [=](FiniteCheck&) { *out = net->forward(b.x, b.d[0], b.d[1], b.d[2], b.d[3], bnTrain, start); },
           [out](Napi::Env e) -> Napi::Value { return toFloat32Array(e, *out); });
-      w->hold(&shared_->busy, true, info.This(), shared_);
-      w->pin(info[0]);
-      return w->start();
+      return startHeld(w, info);
     });
   }
   Napi::Value Backward(const Napi::CallbackInfo& info) {
@@ -342,9 +362,7 @@ class TrainResnetWrap : public Napi::ObjectWrap<TrainResnetWrap> {
       const float* dy = trainData(ArgReader(info, ""), 0, "dOut", count);
       auto net = shared_->net;
       auto* w = new TaskWorker(env, "resnetBackward", [=](FiniteCheck&) { net->backward(dy); });
-      w->hold(&shared_->busy, true, info.This(), shared_);
-      w->pin(info[0]);
-      return w->start();
+      return startHeld(w, info);
     });
   }
 
@@ -353,8 +371,7 @@ class TrainResnetWrap : public Napi::ObjectWrap<TrainResnetWrap> {
     notBusy(env);
     return guard(env, [&] {
       ArgReader args(info, "");
-      const Shape d = trainSizes(args, 1, "shape", 4);
-      const float* x = trainData(args, 0, "x", d[0] * d[1] * d[2] * d[3]);
+      const Batch b = batch(args);
       auto net = shared_->net;
       const int64_t channels = net->tapShape(net->taps().back(), 1, 1, 1)[1];
       const float* centre = trainData(args, 2, "centre", channels);
@@ -365,15 +382,11 @@ class TrainResnetWrap : public Napi::ObjectWrap<TrainResnetWrap> {
       if (o.clip) o.maxNorm = args.number(5, "maxNorm");
       o.ewc = args.present(6);
       if (o.ewc) o.ewcLambda = args.number(6, "ewcLambda");
-      o.sgd.lr = args.number(7, "lr");
-      o.sgd.momentum = args.number(8, "momentum");
-      o.sgd.dampening = args.number(9, "dampening");
-      o.sgd.weightDecay = args.number(10, "weightDecay");
-      o.sgd.nesterov = info[11].ToBoolean().Value();
+      o.sgd = sgdOptions(args, info, 7);
       auto res = std::make_shared<CompactnessStepResult>();
       auto* w = new TaskWorker(
           env, "compactnessStep",
-          [=](FiniteCheck&) { *res = compactnessStep(*net, x, d[0], d[1], d[2], d[3], centre, o); },
+          [=](FiniteCheck&) { *res = compactnessStep(*net, b.x, b.d[0], b.d[1], b.d[2], b.d[3], centre, o); },
           [res, clip = o.clip](Napi::Env e) -> Napi::Value {
             Napi::Object r = Napi::Object::New(e);
             r.Set("loss", res->loss);
@@ -381,10 +394,8 @@ class TrainResnetWrap : public Napi::ObjectWrap<TrainResnetWrap> {
             r.Set("features", toFloat32Array(e, res->features));
             return r;
           });
-      w->hold(&shared_->busy, true, info.This(), shared_);
-      w->pin(info[0]);
-      w->pin(info[2]);
-      return w->start();
+      w->pin(info[2]);  // the centre; startHeld pins x
+      return startHeld(w, info);
     });
   }
 
