@@ -44,6 +44,14 @@ export interface ResnetForwardOptions {
 
 let nativeOf: (net: TrainResnet) => NativeTrainResnet;
 
+/** @internal ResnetForwardOptions checked, defaults applied (forward, lib/train/step.ts). */
+export function forwardOptions(o: ResnetForwardOptions): { bnTrain: boolean; startTap: 'input' | ResnetTap } {
+  return {
+    bnTrain: o.bnTrain === undefined ? false : expectBoolean(o.bnTrain, 'options.bnTrain'),
+    startTap: o.startTap === undefined ? 'input' : expectOneOf(o.startTap, 'options.startTap', ['input', ...RESNET_TAPS]),
+  };
+}
+
 /** @internal The native network of a TrainResnet: lib/train/step.ts's one-call step. */
 export function nativeResnet(net: TrainResnet): NativeTrainResnet {
   if (!(net instanceof TrainResnet)) throw new TypeError('net must be a TrainResnet');
@@ -130,9 +138,7 @@ export class TrainResnet {
   async forward(x: Float32Array, shape: readonly [number, number, number, number], options: ResnetForwardOptions = {}): Promise<Float32Array> {
     const s = expectNchw(shape, 'shape');
     const data = expectFloat32Array(x, 'x', product(s));
-    const o = expectObject(options, 'options');
-    const bnTrain = o.bnTrain === undefined ? false : expectBoolean(o.bnTrain, 'options.bnTrain');
-    const startTap = o.startTap === undefined ? 'input' : expectOneOf(o.startTap, 'options.startTap', ['input', ...RESNET_TAPS]);
+    const { bnTrain, startTap } = forwardOptions(expectObject(options, 'options'));
     return callNative(() => this.#n.forward(data, s, bnTrain, startTap));
   }
 

@@ -11,9 +11,9 @@
  * const { loss } = await compactnessStep(net, layer2Out, [32, 512, 28, 28], centre, { startTap: 'layer2' });
  */
 import { callNative } from '../core/errors.js';
-import { expectBoolean, expectFloat32Array, expectNumber, expectObject, expectOneOf } from '../core/validate.js';
+import { expectFloat32Array, expectNumber, expectObject } from '../core/validate.js';
 import { sgdArguments, type SgdOptions } from './params.js';
-import { nativeResnet, RESNET_TAPS, type ResnetTap, type TrainResnet } from './resnet.js';
+import { forwardOptions, nativeResnet, type ResnetTap, type TrainResnet } from './resnet.js';
 import { expectNchw, product } from './validate.js';
 
 export interface CompactnessStepOptions {
@@ -54,8 +54,7 @@ export async function compactnessStep(
   const o = expectObject(options, 'options');
   const clip = o.clip === null ? null : o.clip === undefined ? 1e-3 : expectNumber(o.clip, 'options.clip', { min: 0 });
   if (clip === 0) throw new RangeError('options.clip must be > 0 (null: no clipping), received 0');
-  const bnTrain = o.bnTrain === undefined ? false : expectBoolean(o.bnTrain, 'options.bnTrain');
-  const startTap = o.startTap === undefined ? 'input' : expectOneOf(o.startTap, 'options.startTap', ['input', ...RESNET_TAPS]);
+  const { bnTrain, startTap } = forwardOptions(o);
   const ewc = o.ewcLambda === undefined ? null : expectNumber(o.ewcLambda, 'options.ewcLambda', { min: 0 });
   const sgd = sgdArguments((o.sgd as SgdOptions | undefined) ?? PANDA_SGD, 'options.sgd');
   // One native call: forward, pooling, loss, backward, EWC, clipping and SGD back to back.
