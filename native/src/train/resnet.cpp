@@ -282,6 +282,11 @@ struct TrainableResnet::Impl {
     Tensor g = grads[nd.out];
     if (g.empty()) return;
     const auto t0 = Clock::now();
+    if (nd.relu) {  // a BN or add with its ReLU fused: through the ReLU first, from the kept output
+      Tensor dz(g.shape());
+      reluBackward(g.numel(), vals[nd.out].data(), g.data(), dz.data());
+      g = std::move(dz);
+    }
     const Tensor& x = vals[nd.in];  // empty for ReLU and add inputs (not kept)
     const bool wantDx = needsGrad[nd.in];
     switch (nd.kind) {
@@ -298,11 +303,6 @@ struct TrainableResnet::Impl {
         const float* mean = nd.bnTrain ? nd.saveMean.data() : buffers->at(nd.bn->mean).value();
         const float* var = nd.bnTrain ? nd.saveVar.data() : buffers->at(nd.bn->var).value();
         Tensor dx = wantDx ? Tensor(x.shape()) : Tensor();
-        if (nd.relu) {  // through the fused ReLU first, from its output
-          Tensor dz(g.shape());
-          reluBackward(g.numel(), vals[nd.out].data(), g.data(), dz.data());
-          g = std::move(dz);
-        }
         batchNormBackward(x.dim(0), x.dim(1), x.dim(2), x.dim(3), x.data(), gm.value(), mean, var, eps, !nd.bnTrain,
                           g.data(), wantDx ? dx.data() : nullptr, gm.frozen() ? nullptr : gm.grad(),
                           bt.frozen() ? nullptr : bt.grad(), nd.layout);
@@ -317,11 +317,6 @@ struct TrainableResnet::Impl {
         break;
       }
       case Kind::Add: {
-        if (nd.relu) {  // through the fused ReLU first, from its output
-          Tensor dz(g.shape());
-          reluBackward(g.numel(), vals[nd.out].data(), g.data(), dz.data());
-          g = std::move(dz);
-        }
         // The same gradient flows to both inputs; copy for the second so accumulation into
         // one does not alias the other.
         if (needsGrad[nd.in2]) {

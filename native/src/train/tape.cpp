@@ -231,6 +231,11 @@ void Tape::backward(const std::vector<int>& outputs, const std::vector<const flo
 void Tape::backwardNode(const Node& nd) {
   Tensor g = grads_[static_cast<size_t>(nd.out)];
   if (g.empty()) return;
+  if (nd.relu) {  // a BN or add with its ReLU fused: through the ReLU first, from the kept output
+    Tensor dz(g.shape());
+    reluBackward(g.numel(), vals_[static_cast<size_t>(nd.out)].data(), g.data(), dz.data());
+    g = std::move(dz);
+  }
   const int in = nd.in[0];
   const bool wantDx = needsGrad_[static_cast<size_t>(in)];
   const Tensor& x = vals_[static_cast<size_t>(in)];  // empty for ReLU / add / concat inputs
@@ -252,11 +257,6 @@ void Tape::backwardNode(const Node& nd) {
       const float* mean = nd.bnTrain ? nd.saveMean.data() : nd.frozenMean;
       const float* var = nd.bnTrain ? nd.saveVar.data() : nd.frozenVar;
       Tensor dx = wantDx ? Tensor(x.shape()) : Tensor();
-      if (nd.relu) {  // through the fused ReLU first, from its output
-        Tensor dz(g.shape());
-        reluBackward(g.numel(), vals_[static_cast<size_t>(nd.out)].data(), g.data(), dz.data());
-        g = std::move(dz);
-      }
       batchNormBackward(x.dim(0), x.dim(1), x.dim(2), x.dim(3), x.data(), nd.weight->value(), mean, var, eps_,
                         !nd.bnTrain, g.data(), wantDx ? dx.data() : nullptr,
                         trainable(nd.weight) ? nd.weight->grad() : nullptr,
@@ -279,11 +279,6 @@ void Tape::backwardNode(const Node& nd) {
       break;
     }
     case Kind::Add: {
-      if (nd.relu) {  // through the fused ReLU first, from its output
-        Tensor dz(g.shape());
-        reluBackward(g.numel(), vals_[static_cast<size_t>(nd.out)].data(), g.data(), dz.data());
-        g = std::move(dz);
-      }
       // The same gradient flows to both inputs: copy it for the second so that accumulating
       // into one does not alias the other.
       const int b = nd.in[1];
