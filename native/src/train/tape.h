@@ -45,7 +45,8 @@ class Tape {
   // blockedActivations is on (the default): no reorders in and out of each oneDNN call, and
   // oneDNN's fast batch norm. Inputs and concatenations are NCHW; plain() gives NCHW.
   Layout layout(int id) const { return layouts_.at(static_cast<size_t>(id)); }
-  // Off: every value NCHW (the results agree to float rounding). Takes effect at begin().
+  // Off: every value NCHW (the results agree to float rounding). Set it between forwards: ops
+  // read it as they run (RdStudent::setBlockedActivations releases the tape first).
   void setBlockedActivations(bool on) { blocked_ = on; }
 
   // Ends the forward: keeps the values a backward reads and `outputs`; drops the rest.
